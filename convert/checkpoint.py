@@ -1,0 +1,61 @@
+"""Read an official PyTorch checkpoint safely and convert it into the hrjax weights store."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from hrjax.weights import catalog, store
+from hrjax.weights.keys import key_table, match_state_dict
+
+
+def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_torch_state_dict(path: Path) -> dict[str, np.ndarray]:
+    """Tensors of a PyTorch checkpoint as numpy arrays.
+
+    ``torch.load(weights_only=True)`` never unpickles arbitrary objects. A ``{"model": ..., "optimizer": ...}``
+    wrapper is unwrapped like MidasNet.load does (SPEC 6.1).
+    """
+    try:
+        import torch
+    except ImportError as e:
+        raise RuntimeError("reading PyTorch checkpoints needs torch: pip install 'hrjax[convert]'") from e
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint: {type(e).__name__}: {e}") from e
+    if isinstance(obj, dict) and "optimizer" in obj and "model" in obj:
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
+        raise ValueError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
+    out = {}
+    for key, value in obj.items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{path}: entry '{key}' is a {type(value).__name__}, not a tensor")
+        out[key] = value.detach().cpu().numpy()
+    return out
+
+
+def convert_checkpoint(model: str, source: Path, weights_dir: Path | None = None) -> Path:
+    """Convert ``source`` (an official checkpoint of ``model``) into ``<weights_dir>/<model>``; returns that dir."""
+    entry = catalog.get(model)
+    source = Path(source)
+    tensors = read_torch_state_dict(source)
+    matched = match_state_dict(key_table(entry.build()), tensors, what=f"checkpoint {source}", from_torch=True)
+    info = store.WeightsInfo(
+        model=model, source_name=source.name, source_sha256=sha256_of(source),
+        converter_version=store.CONVERTER_VERSION, n_tensors=len(matched),
+        n_values=int(sum(v.size for v in matched.values())), created=store.now_iso())
+    return store.save(weights_dir if weights_dir is not None else store.default_weights_dir(), info, matched)

@@ -1,0 +1,159 @@
+"""MiDaS v2.1 "large": MidasNet with a ResNeXt-101 32x8d (WSL) encoder, features 256 (SPEC 6.1).
+
+Attribute paths mirror the official state_dict (``pretrained.layer3.17.conv2.weight``,
+``scratch.refinenet2.resConfUnit1.conv1.bias``, ...); Sequential indices are kept with parameter-free
+``Stateless`` slots. Activations are NHWC. Input: ImageNet-normalised RGB, (N, H, W, 3) with H and W
+multiples of 32. Output: (N, H, W) relative inverse depth, non-negative.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from hrjax.models.layers import BatchNorm2d, Conv2d, Stateless, max_pool_3x3_s2_p1, relu, run_sequential
+from hrjax.models.upsample import upsample_bilinear_x2
+
+GROUPS = 32
+WIDTH_PER_GROUP = 8
+EXPANSION = 4
+FEATURES = 256
+
+
+class Bottleneck(nnx.Module):
+    """torchvision ResNet v1.5 bottleneck (stride on the 3x3 conv), grouped like ResNeXt 32x8d."""
+
+    def __init__(self, in_ch: int, planes: int, stride: int = 1, downsample: bool = False):
+        width = planes * WIDTH_PER_GROUP // 64 * GROUPS
+        out = planes * EXPANSION
+        self.conv1 = Conv2d(in_ch, width, 1, bias=False)
+        self.bn1 = BatchNorm2d(width)
+        self.conv2 = Conv2d(width, width, 3, stride=stride, padding=1, groups=GROUPS, bias=False)
+        self.bn2 = BatchNorm2d(width)
+        self.conv3 = Conv2d(width, out, 1, bias=False)
+        self.bn3 = BatchNorm2d(out)
+        self.downsample = (nnx.List([Conv2d(in_ch, out, 1, stride=stride, bias=False), BatchNorm2d(out)])
+                           if downsample else None)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = relu(self.bn1(self.conv1(x)))
+        y = relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        skip = run_sequential(self.downsample, x) if self.downsample is not None else x
+        return relu(y + skip)
+
+
+def _res_layer(in_ch: int, planes: int, blocks: int, stride: int) -> nnx.List:
+    layers = [Bottleneck(in_ch, planes, stride, downsample=True)]
+    layers += [Bottleneck(planes * EXPANSION, planes) for _ in range(blocks - 1)]
+    return nnx.List(layers)
+
+
+class Encoder(nnx.Module):
+    """``pretrained``: the ResNeXt-101 stages as MiDaS regroups them (layer1 holds the stem)."""
+
+    def __init__(self):
+        self.layer1 = nnx.List([
+            Conv2d(3, 64, 7, stride=2, padding=3, bias=False), BatchNorm2d(64),
+            Stateless(relu), Stateless(max_pool_3x3_s2_p1), _res_layer(64, 64, 3, 1)])
+        self.layer2 = _res_layer(256, 128, 4, 2)
+        self.layer3 = _res_layer(512, 256, 23, 2)
+        self.layer4 = _res_layer(1024, 512, 3, 2)
+
+
+class ResidualConvUnit(nnx.Module):
+    def __init__(self, features: int):
+        self.conv1 = Conv2d(features, features, 3, padding=1)
+        self.conv2 = Conv2d(features, features, 3, padding=1)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        # Quirk Q1 (SPEC 6.1): the reference's first ReLU runs in place on x, so the skip is ReLU(x), not x.
+        rx = relu(x)
+        return self.conv2(relu(self.conv1(rx))) + rx
+
+
+class FeatureFusionBlock(nnx.Module):
+    def __init__(self, features: int):
+        self.resConfUnit1 = ResidualConvUnit(features)
+        self.resConfUnit2 = ResidualConvUnit(features)
+
+    def __call__(self, coarse: jax.Array, lateral: jax.Array | None = None) -> jax.Array:
+        out = coarse if lateral is None else coarse + self.resConfUnit1(lateral)
+        return upsample_bilinear_x2(self.resConfUnit2(out), align_corners=True)
+
+
+def _head_upsample(x: jax.Array) -> jax.Array:
+    # output_conv[1]: Interpolate(scale 2, bilinear, align_corners=False) (SPEC 6.1)
+    return upsample_bilinear_x2(x, align_corners=False)
+
+
+class Scratch(nnx.Module):
+    def __init__(self, features: int = FEATURES):
+        self.layer1_rn = Conv2d(256, features, 3, padding=1, bias=False)
+        self.layer2_rn = Conv2d(512, features, 3, padding=1, bias=False)
+        self.layer3_rn = Conv2d(1024, features, 3, padding=1, bias=False)
+        self.layer4_rn = Conv2d(2048, features, 3, padding=1, bias=False)
+        self.refinenet1 = FeatureFusionBlock(features)
+        self.refinenet2 = FeatureFusionBlock(features)
+        self.refinenet3 = FeatureFusionBlock(features)
+        # refinenet4.resConfUnit1 is in the checkpoint but never used by the forward (SPEC 6.1).
+        self.refinenet4 = FeatureFusionBlock(features)
+        self.output_conv = nnx.List([
+            Conv2d(features, 128, 3, padding=1), Stateless(_head_upsample), Conv2d(128, 32, 3, padding=1),
+            Stateless(relu), Conv2d(32, 1, 1), Stateless(relu)])  # last ReLU: non_negative=True
+
+
+class MidasNet(nnx.Module):
+    def __init__(self):
+        self.pretrained = Encoder()
+        self.scratch = Scratch()
+
+    def features(self, x: jax.Array) -> dict[str, jax.Array]:
+        """Every named intermediate of SPEC 6.1 / golden README 4 (NHWC), for parity tests."""
+        p, s = self.pretrained, self.scratch
+        t = {}
+        t["layer_1"] = run_sequential(p.layer1, x)
+        t["layer_2"] = run_sequential(p.layer2, t["layer_1"])
+        t["layer_3"] = run_sequential(p.layer3, t["layer_2"])
+        t["layer_4"] = run_sequential(p.layer4, t["layer_3"])
+        for k in (1, 2, 3, 4):
+            t[f"layer_{k}_rn"] = getattr(s, f"layer{k}_rn")(t[f"layer_{k}"])
+        t["path_4"] = s.refinenet4(t["layer_4_rn"])
+        t["path_3"] = s.refinenet3(t["path_4"], t["layer_3_rn"])
+        t["path_2"] = s.refinenet2(t["path_3"], t["layer_2_rn"])
+        t["path_1"] = s.refinenet1(t["path_2"], t["layer_1_rn"])
+        head = s.output_conv
+        t["head_conv0"] = head[0](t["path_1"])
+        t["head_up"] = head[1](t["head_conv0"])
+        t["head_conv2"] = head[2](t["head_up"])
+        t["head_pre_relu"] = head[4](head[3](t["head_conv2"]))
+        t["out"] = head[5](t["head_pre_relu"])[..., 0]
+        return t
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.features(x)["out"]
+
+
+def check_input(images: jax.Array) -> None:
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"MiDaS takes (N, H, W, 3) images, got shape {images.shape}")
+    if images.shape[1] % 32 or images.shape[2] % 32:
+        raise ValueError(f"MiDaS input height and width must be multiples of 32, got {images.shape[1:3]}")
+
+
+@functools.lru_cache(maxsize=8)
+def predictor(graphdef: nnx.GraphDef):
+    """``predict(state, images) -> depth``: jitted forward of the split model, compiled once per shape."""
+
+    @jax.jit
+    def predict(state: nnx.State, images: jax.Array) -> jax.Array:
+        return nnx.merge(graphdef, state)(images.astype(jnp.float32))
+
+    def checked(state: nnx.State, images: jax.Array) -> jax.Array:
+        check_input(images)
+        return predict(state, images)
+
+    return checked

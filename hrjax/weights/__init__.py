@@ -1,0 +1,1 @@
+"""Checkpoint keys, the converted-weights store and the catalogue of official checkpoints."""

@@ -1,0 +1,43 @@
+"""Load a converted model from the store as (graphdef, state), strictly checked against the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flax import nnx
+
+from hrjax.weights import catalog, store
+from hrjax.weights.keys import CheckpointMismatch, fill_state, key_table, match_state_dict
+
+
+def fix_it_commands(model: str, weights_dir: Path | None = None) -> str:
+    entry = catalog.get(model)
+    wd = f" --weights-dir {weights_dir}" if weights_dir is not None else ""
+    return (f"  hrjax weights download --model {model}{wd}\n"
+            f"or, with a manually downloaded {entry.checkpoint.file_name}:\n"
+            f"  hrjax weights convert --model {model} --source PATH/TO/{entry.checkpoint.file_name}{wd}")
+
+
+def load_model(model: str, weights_dir: Path | None = None) -> tuple[nnx.GraphDef, nnx.State]:
+    """Build ``model``, fill it from ``<weights_dir>/<model>`` and split it once into (graphdef, state)."""
+    wd = Path(weights_dir) if weights_dir is not None else store.default_weights_dir()
+    entry = catalog.get(model)
+    try:
+        flat, _ = store.load_flat(wd, model)
+    except store.WeightsError as e:
+        raise store.WeightsError(f"{e}\nTo install it:\n{fix_it_commands(model, weights_dir)}") from e
+    net = entry.build()
+    try:
+        matched = match_state_dict(key_table(net), flat, what=f"stored weights {wd / model}", from_torch=False)
+    except CheckpointMismatch as e:
+        raise store.WeightsError(f"{e}\nConvert the checkpoint again:\n{fix_it_commands(model, weights_dir)}") from e
+    graphdef, _ = nnx.split(net)
+    return graphdef, fill_state(net, matched)
+
+
+def state_from_torch_tensors(model: str, tensors) -> tuple[nnx.GraphDef, nnx.State]:
+    """(graphdef, state) straight from an in-memory PyTorch-layout state_dict (numpy arrays); for tests/tools."""
+    net = catalog.get(model).build()
+    matched = match_state_dict(key_table(net), tensors, what=f"state_dict for {model}", from_torch=True)
+    graphdef, _ = nnx.split(net)
+    return graphdef, fill_state(net, matched)

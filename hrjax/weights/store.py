@@ -1,0 +1,133 @@
+"""The converted-weights store: ``<weights_dir>/<model>/`` holds an orbax checkpoint plus ``hrjax.json``.
+
+The orbax tree is flat, ``{PyTorch key: array in hrjax layout}``, so a stored checkpoint can be read and
+checked without building the model. Writes are atomic: everything goes to a temporary folder beside the
+destination, which is renamed into place only when complete, so an interrupted conversion never leaves a
+half-written model that later loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+CONVERTER_VERSION = 1
+INFO_FILE = "hrjax.json"
+PARAMS_DIR = "params"
+ENV_WEIGHTS_DIR = "HRJAX_WEIGHTS_DIR"
+
+
+class WeightsError(RuntimeError):
+    """Weights are missing, corrupt or do not match the model."""
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    model: str
+    source_name: str
+    source_sha256: str
+    converter_version: int
+    n_tensors: int
+    n_values: int
+    created: str
+
+
+def default_weights_dir() -> Path:
+    """``$HRJAX_WEIGHTS_DIR``, else ``weights/`` of the source checkout, else ``~/.cache/hrjax/weights``."""
+    env = os.environ.get(ENV_WEIGHTS_DIR)
+    if env:
+        return Path(env).expanduser()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "hrjax").is_dir():
+        return checkout / "weights"
+    return Path.home() / ".cache" / "hrjax" / "weights"
+
+
+def model_dir(weights_dir: Path, model: str) -> Path:
+    return Path(weights_dir).expanduser().resolve() / model
+
+
+def save(weights_dir: Path, info: WeightsInfo, flat: Mapping[str, np.ndarray]) -> Path:
+    """Store ``flat`` ({key: hrjax-layout array}) atomically as ``<weights_dir>/<info.model>``."""
+    import orbax.checkpoint as ocp
+
+    dest = model_dir(weights_dir, info.model)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{info.model}.partial-", dir=dest.parent))
+    try:
+        ckpt = ocp.StandardCheckpointer()
+        ckpt.save(tmp / PARAMS_DIR, {k: np.asarray(v) for k, v in flat.items()})
+        ckpt.wait_until_finished()
+        ckpt.close()
+        (tmp / INFO_FILE).write_text(json.dumps(asdict(info), indent=1) + "\n")
+        old = None
+        if dest.exists():
+            old = dest.parent / f".{info.model}.old-{os.getpid()}"
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def read_info(weights_dir: Path, model: str) -> WeightsInfo:
+    path = model_dir(weights_dir, model) / INFO_FILE
+    if not path.is_file():
+        raise WeightsError(f"no converted weights for '{model}' in {path.parent.parent}")
+    try:
+        raw = json.loads(path.read_text())
+        return WeightsInfo(**raw)
+    except (ValueError, TypeError) as e:
+        raise WeightsError(f"{path} is not a valid hrjax weights description: {e}") from e
+
+
+def load_flat(weights_dir: Path, model: str) -> tuple[dict[str, np.ndarray], WeightsInfo]:
+    """Read a stored checkpoint as {key: array}; any orbax/IO failure becomes a WeightsError."""
+    import orbax.checkpoint as ocp
+
+    info = read_info(weights_dir, model)
+    if info.converter_version != CONVERTER_VERSION:
+        raise WeightsError(f"weights for '{model}' were written by converter version {info.converter_version}, "
+                           f"this hrjax needs {CONVERTER_VERSION}: convert the checkpoint again")
+    path = model_dir(weights_dir, model) / PARAMS_DIR
+    try:
+        with ocp.StandardCheckpointer() as ckpt:
+            tree = ckpt.restore(path)
+    except Exception as e:  # orbax/tensorstore raise many types for truncated or corrupt files
+        raise WeightsError(f"the stored weights in {path} cannot be read (corrupt or truncated?): "
+                           f"{type(e).__name__}: {e}") from e
+    flat = {k: np.asarray(v) for k, v in tree.items()}
+    if len(flat) != info.n_tensors or sum(v.size for v in flat.values()) != info.n_values:
+        raise WeightsError(f"the stored weights in {path} hold {len(flat)} tensors / "
+                           f"{sum(v.size for v in flat.values())} values, {INFO_FILE} says "
+                           f"{info.n_tensors} / {info.n_values}: convert the checkpoint again")
+    return flat, info
+
+
+def list_installed(weights_dir: Path) -> list[WeightsInfo]:
+    root = Path(weights_dir).expanduser()
+    if not root.is_dir():
+        return []
+    out = []
+    for sub in sorted(root.iterdir()):
+        if sub.is_dir() and not sub.name.startswith(".") and (sub / INFO_FILE).is_file():
+            try:
+                out.append(read_info(root, sub.name))
+            except WeightsError:
+                continue
+    return out
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -1,0 +1,160 @@
+"""MiDaS v2.1: parity with the reference golden, key table, strict converter, weights store."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from convert import convert_checkpoint
+from hrjax.models import midas_v21
+from hrjax.pipeline.midas_input import midas_input_size
+from hrjax.weights import store
+from hrjax.weights.keys import CheckpointMismatch, key_table
+from hrjax.weights.load import load_model
+
+
+def range_err(cand, gold):
+    cand, gold = np.asarray(cand, np.float64), np.asarray(gold, np.float64)
+    return float(np.abs(cand - gold).max() / (gold.max() - gold.min()))
+
+
+@pytest.fixture(scope="module")
+def midas_state(tmp_path_factory, midas_checkpoint):
+    wd = tmp_path_factory.mktemp("midas_weights")
+    convert_checkpoint("midas_v21", midas_checkpoint, wd)
+    return wd, load_model("midas_v21", wd)
+
+
+@pytest.fixture(scope="module")
+def features_fn(midas_state):
+    _, (graphdef, _) = midas_state
+    return jax.jit(lambda state, x: nnx.merge(graphdef, state).features(x))
+
+
+def test_key_table_matches_manifest(golden):
+    manifest = json.loads((golden / "manifests" / "midas_v21.json").read_text())
+    want = {e["key"]: tuple(e["shape"]) for e in manifest if e["dtype"] == "float32"}
+    rows = {r.key: r.torch_shape for r in key_table(midas_v21.MidasNet())}
+    assert rows == want
+    assert sum(np.prod(s) for s in rows.values()) == 105_565_929 - 104  # all but num_batches_tracked
+
+
+@pytest.mark.parametrize("hw", ["256x320", "384x384"])
+def test_parity_with_reference(golden, midas_state, features_fn, hw):
+    _, (_, state) = midas_state
+    gold = np.load(golden / "midas_v21_forward.npz")
+    x = gold[f"midas_in_{hw}"].transpose(0, 2, 3, 1)
+    feats = jax.device_get(features_fn(state, x))
+    err = range_err(feats["out"], gold[f"midas_out_{hw}"])
+    print(f"MiDaS {hw}: output max|diff|/range = {err:.2e}")
+    assert err <= 5e-5
+    for name in ("layer_1", "layer_2", "layer_3", "layer_4", "layer_1_rn", "layer_2_rn", "layer_3_rn",
+                 "layer_4_rn", "path_4", "path_3", "path_2", "path_1", "head_conv0", "head_up", "head_conv2",
+                 "head_pre_relu"):
+        t = np.asarray(feats[name], np.float64).transpose(0, 3, 1, 2)
+        assert tuple(gold[f"stage_{hw}_{name}_shape"]) == t.shape, name
+        stats = np.array([t.mean(), t.std(), t.min(), t.max()])
+        g = gold[f"stage_{hw}_{name}_stats"]
+        assert np.max(np.abs(stats - g) / (1 + np.abs(g))) <= 1e-4, name
+        for suffix, n in (("", None), ("_c8", 8), ("_c2", 2)):
+            key = f"stage_{hw}_{name}{suffix}"
+            if key in gold.files:
+                assert range_err(t[:, :n], gold[key]) <= 1e-4, key
+
+
+def test_predict_batched_equals_single(midas_state):
+    _, (graphdef, state) = midas_state
+    predict = midas_v21.predictor(graphdef)
+    x = np.random.default_rng(0).standard_normal((3, 64, 96, 3)).astype(np.float32)
+    batched = np.asarray(predict(state, x))
+    assert batched.shape == (3, 64, 96)
+    singles = np.stack([np.asarray(predict(state, x[i:i + 1]))[0] for i in range(3)])
+    np.testing.assert_allclose(batched, singles, rtol=0, atol=1e-5 * float(np.ptp(singles)))
+    vmapped = jax.vmap(lambda im: predict(state, im[None])[0])(x)
+    np.testing.assert_allclose(np.asarray(vmapped), singles, rtol=0, atol=1e-5 * float(np.ptp(singles)))
+    assert (batched >= 0).all()
+
+
+def test_predict_rejects_bad_shapes(midas_state):
+    _, (graphdef, state) = midas_state
+    predict = midas_v21.predictor(graphdef)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        predict(state, np.zeros((1, 40, 64, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        predict(state, np.zeros((1, 64, 64), np.float32))
+
+
+def test_store_metadata_and_list(midas_state, midas_checkpoint):
+    wd, _ = midas_state
+    info = store.read_info(wd, "midas_v21")
+    assert info.source_name == midas_checkpoint.name
+    assert len(info.source_sha256) == 64 and info.converter_version == store.CONVERTER_VERSION
+    assert info.n_tensors == 562 and info.n_values == 105_565_929 - 104
+    assert [i.model for i in store.list_installed(wd)] == ["midas_v21"]
+    assert not [p for p in wd.iterdir() if p.name.startswith(".")], "temporary folders left behind"
+
+
+def _write(tmp_path, name, sd):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / name
+    torch.save({k: torch.from_numpy(np.array(v)) for k, v in sd.items()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def synth_sd(golden, synth):
+    return synth.synth_state_dict(synth.load_manifest(golden / "manifests" / "midas_v21.json"), seed=0)
+
+
+@pytest.mark.parametrize("damage", ["missing", "unexpected", "misshaped"])
+def test_converter_rejects_damaged_checkpoint(tmp_path, synth_sd, damage):
+    sd = dict(synth_sd)
+    key = "pretrained.layer3.17.conv2.weight"
+    if damage == "missing":
+        del sd[key]
+    elif damage == "unexpected":
+        key = "scratch.refinenet5.resConfUnit1.conv1.weight"
+        sd[key] = np.zeros((3, 3), np.float32)
+    else:
+        sd[key] = np.zeros((1024, 16, 3, 3), np.float32)  # true shape: (1024, 32, 3, 3)
+    src = _write(tmp_path, "bad.pt", sd)
+    with pytest.raises(CheckpointMismatch, match=f"{damage.replace('misshaped', 'mis-shaped')} keys") as err:
+        convert_checkpoint("midas_v21", src, tmp_path / "w")
+    assert key in str(err.value)
+    assert not (tmp_path / "w" / "midas_v21").exists()
+
+
+def test_converter_accepts_wrapped_and_untracked(tmp_path, synth_sd):
+    torch = pytest.importorskip("torch")
+    sd = {k: torch.from_numpy(np.array(v)) for k, v in synth_sd.items() if not k.endswith("num_batches_tracked")}
+    src = tmp_path / "wrapped.pt"
+    torch.save({"model": sd, "optimizer": {}}, src)
+    convert_checkpoint("midas_v21", src, tmp_path / "w")
+    assert store.read_info(tmp_path / "w", "midas_v21").n_tensors == 562
+
+
+def test_truncated_store_is_reported(tmp_path, midas_state):
+    import shutil
+    wd, _ = midas_state
+    copy = tmp_path / "w"
+    shutil.copytree(wd, copy)
+    data = sorted((copy / "midas_v21" / store.PARAMS_DIR).rglob("*"), key=lambda p: p.stat().st_size)[-1]
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    with pytest.raises(store.WeightsError, match="hrjax weights"):
+        load_model("midas_v21", copy)
+
+
+def test_missing_weights_message(tmp_path):
+    with pytest.raises(store.WeightsError, match="hrjax weights convert --model midas_v21"):
+        load_model("midas_v21", tmp_path)
+
+
+@pytest.mark.parametrize("h,w,msize,want", [
+    (494, 640, 384, (288, 384)), (494, 640, 576, (448, 576)), (494, 640, 1568, (1216, 1568)),
+    (360, 480, 384, (288, 384)), (360, 480, 960, (704, 960)), (768, 768, 384, (384, 384)),
+    (770, 767, 768, (768, 768)), (40, 2000, 384, (32, 384)), (2000, 40, 768, (768, 32)),
+])
+def test_midas_input_size(h, w, msize, want):
+    assert midas_input_size(h, w, msize) == want
