@@ -1,0 +1,157 @@
+"""Crop-and-resize of patches as matrix pairs, so N patches of different sizes batch into one einsum.
+
+SPEC §5.4 crops a rect ``[x, y, w, h]`` out of a full-size map with NumPy slicing (step 2), CUBIC-resizes the
+crop to 1024² (step 4), and later CUBIC-resizes a 1024² result back to the crop size and blends it in at the
+rect (steps 7-9). A crop is a selection matrix and a resize is a matrix (SPEC §9.2), so "crop rect, then
+resize" is a single pair ``Ry`` (out_h, H), ``Rx`` (out_w, W) applied to the *whole* image: ``Ry`` holds the
+resize weights in columns ``y0 .. y1-1`` and zeros elsewhere. Every patch then has operators of the same
+shape whatever its rect, and N patches stack into (N, out_h, H) / (N, out_w, W) arrays (SPEC §11). The
+reverse ("paste": resize a 1024² map to (h_r, w_r) and place it at the rect of a full-size canvas) is the
+transposed layout: ``Sy`` (H, 1024) with the resize weights in rows ``y0 .. y1-1`` and zero rows elsewhere.
+
+Host functions (numpy) build the operators; :func:`batched_crop_resize` and :func:`batched_paste` are the
+jitted device einsums (``Precision.HIGHEST``, no TF32).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hrjax.ops.resize import Method, Variant, cv2_variant, resize_matrix, resize_np
+
+MERGE_SIZE = (1024, 1024)  # the merge net's fixed input size (SPEC §4.1, §5.4 steps 3-4)
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def crop_bounds(rect: Sequence[int], hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)`` such that ``img[y:y+h, x:x+w] == img[y0:y1, x0:x1]`` for ``rect = [x, y, w, h]``.
+
+    SPEC §5.4 step 2: the reference crops with NumPy slicing, which silently clips at the border (and, for
+    a negative start, counts from the end, which Python's ``slice.indices`` reproduces exactly). An empty
+    crop gives ``y1 == y0`` or ``x1 == x0``.
+    """
+    x, y, w, h = (int(v) for v in rect)
+    y0, y1, _ = slice(y, y + h).indices(int(hw[0]))
+    x0, x1, _ = slice(x, x + w).indices(int(hw[1]))
+    return y0, max(y0, y1), x0, max(x0, x1)
+
+
+def crop(img, rect: Sequence[int]):
+    """``img[y:y+h, x:x+w]`` (numpy or jax array), NumPy slicing semantics (SPEC §5.4 step 2)."""
+    y0, y1, x0, x1 = crop_bounds(rect, img.shape[:2])
+    return img[y0:y1, x0:x1]
+
+
+def _nonempty(bounds, rect) -> tuple[int, int]:
+    y0, y1, x0, x1 = bounds
+    if y1 <= y0 or x1 <= x0:
+        # cv2.resize raises on an empty source; make that explicit rather than return garbage
+        raise ValueError(f"rect {list(rect)} gives an empty crop")
+    return y1 - y0, x1 - x0
+
+
+def crop_resize_np(img: np.ndarray, rect: Sequence[int], size: tuple[int, int] = MERGE_SIZE,
+                   method: Method = "cubic", *, cv_dtype=None, variant: Variant | None = None) -> np.ndarray:
+    """Host reference of SPEC §5.4 steps 2+4: ``cv2.resize(img[y:y+h, x:x+w], (out_w, out_h), CUBIC)``.
+
+    ``size`` is (out_h, out_w). The cv2 code path follows ``cv_dtype`` (default ``img.dtype``) and the
+    *cropped* size, as cv2 only ever sees the crop (:func:`hrjax.ops.resize.cv2_variant`).
+    """
+    c = crop(np.asarray(img), rect)
+    _nonempty((0, c.shape[0], 0, c.shape[1]), rect)
+    return resize_np(c, size, method, cv_dtype=cv_dtype, variant=variant)
+
+
+def crop_resize_matrices(rect: Sequence[int], in_hw: tuple[int, int], size: tuple[int, int] = MERGE_SIZE,
+                         method: Method = "cubic", *, cv_dtype=np.float32, channels: int = 1,
+                         variant: Variant | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(Ry (out_h, H), Rx (out_w, W))`` float64 with ``Ry @ img @ Rx^T == resize(crop(img, rect), size)``.
+
+    SPEC §5.4 steps 2+4 as one operator pair on the full (H, W) = ``in_hw`` image: the resize weights of the
+    clipped crop (h_r, w_r) sit in columns ``y0 .. y1-1`` (``x0 .. x1-1``), zeros elsewhere. The default
+    ``cv_dtype=float32`` matches step 4 (the base estimate is float32); the cv2 code path is chosen from the
+    crop size unless ``variant`` is given.
+    """
+    bounds = crop_bounds(rect, in_hw)
+    h_r, w_r = _nonempty(bounds, rect)
+    y0, y1, x0, x1 = bounds
+    var = variant or cv2_variant(method, cv_dtype, (h_r, w_r), channels)
+    ry = np.zeros((int(size[0]), int(in_hw[0])))
+    rx = np.zeros((int(size[1]), int(in_hw[1])))
+    ry[:, y0:y1] = resize_matrix(h_r, int(size[0]), method, var, vertical=True)
+    rx[:, x0:x1] = resize_matrix(w_r, int(size[1]), method, var)
+    return ry, rx
+
+
+def stack_crop_resize_matrices(rects: Sequence[Sequence[int]], in_hw: tuple[int, int],
+                               size: tuple[int, int] = MERGE_SIZE, method: Method = "cubic", *,
+                               cv_dtype=np.float32, channels: int = 1,
+                               dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """(N, out_h, H) and (N, out_w, W) stacks of :func:`crop_resize_matrices` for N rects (SPEC §11)."""
+    pairs = [crop_resize_matrices(r, in_hw, size, method, cv_dtype=cv_dtype, channels=channels) for r in rects]
+    return (np.stack([p[0] for p in pairs]).astype(dtype), np.stack([p[1] for p in pairs]).astype(dtype))
+
+
+@jax.jit
+def batched_crop_resize(img: jax.Array, ry: jax.Array, rx: jax.Array) -> jax.Array:
+    """All patches at once: ``out[n] = ry[n] @ img @ rx[n]^T`` per channel (SPEC §5.4 steps 2+4, §11).
+
+    ``img`` is the shared full image, (H, W) or (H, W, C); ``ry`` (N, out_h, H), ``rx`` (N, out_w, W) from
+    :func:`stack_crop_resize_matrices`. Returns (N, out_h, out_w[, C]) in ``img.dtype`` (the operators are
+    cast to it).
+    """
+    ry = ry.astype(img.dtype)
+    rx = rx.astype(img.dtype)
+    if img.ndim == 2:
+        t = jnp.einsum("noh,hw->now", ry, img, precision=_HIGHEST)
+        return jnp.einsum("now,npw->nop", t, rx, precision=_HIGHEST)
+    t = jnp.einsum("noh,hwc->nowc", ry, img, precision=_HIGHEST)
+    return jnp.einsum("nowc,npw->nopc", t, rx, precision=_HIGHEST)
+
+
+def paste_matrices(rect: Sequence[int], full_hw: tuple[int, int], src_hw: tuple[int, int] = MERGE_SIZE,
+                   method: Method = "cubic", *, cv_dtype=np.float64, channels: int = 1,
+                   variant: Variant | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(Sy (H, src_h), Sx (W, src_w))`` float64: ``Sy @ m @ Sx^T`` is ``m`` resized to the crop size of
+    ``rect`` and placed at the rect of an (H, W) = ``full_hw`` canvas, zero elsewhere.
+
+    SPEC §5.4 step 7: ``P = cv_resize(P, (w_r, h_r), CUBIC)`` with (h_r, w_r) the *clipped* crop size of step 2;
+    P is float64 there, hence the default ``cv_dtype=float64`` (cv2's generic path). Rows outside the rect
+    are zero, so the step-9 blend ``E·(1 − M) + P·M`` with a mask that is also zero outside the rect
+    (:func:`hrjax.ops.mask.canvas_mask_profiles`) leaves the rest of ``E`` untouched.
+    """
+    bounds = crop_bounds(rect, full_hw)
+    h_r, w_r = _nonempty(bounds, rect)
+    y0, y1, x0, x1 = bounds
+    var = variant or cv2_variant(method, cv_dtype, tuple(src_hw), channels)
+    sy = np.zeros((int(full_hw[0]), int(src_hw[0])))
+    sx = np.zeros((int(full_hw[1]), int(src_hw[1])))
+    sy[y0:y1] = resize_matrix(int(src_hw[0]), h_r, method, var, vertical=True)
+    sx[x0:x1] = resize_matrix(int(src_hw[1]), w_r, method, var)
+    return sy, sx
+
+
+def stack_paste_matrices(rects: Sequence[Sequence[int]], full_hw: tuple[int, int],
+                         src_hw: tuple[int, int] = MERGE_SIZE, method: Method = "cubic", *,
+                         cv_dtype=np.float64, channels: int = 1,
+                         dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, src_h) and (N, W, src_w) stacks of :func:`paste_matrices` for N rects (SPEC §11)."""
+    pairs = [paste_matrices(r, full_hw, src_hw, method, cv_dtype=cv_dtype, channels=channels) for r in rects]
+    return (np.stack([p[0] for p in pairs]).astype(dtype), np.stack([p[1] for p in pairs]).astype(dtype))
+
+
+@jax.jit
+def batched_paste(maps: jax.Array, sy: jax.Array, sx: jax.Array) -> jax.Array:
+    """``out[n] = sy[n] @ maps[n] @ sx[n]^T``: N (src_h, src_w) maps to N full-size (H, W) canvases.
+
+    SPEC §5.4 step 7 for all patches at once; ``sy``/``sx`` from :func:`stack_paste_matrices`. The canvases
+    are zero outside each rect. The order-dependent blend (step 9) stays a fold over the patches.
+    """
+    sy = sy.astype(maps.dtype)
+    sx = sx.astype(maps.dtype)
+    t = jnp.einsum("nhi,nij->nhj", sy, maps, precision=_HIGHEST)
+    return jnp.einsum("nhj,nwj->nhw", t, sx, precision=_HIGHEST)
