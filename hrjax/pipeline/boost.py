@@ -1,0 +1,230 @@
+"""``boost``: the whole method of the paper for one image (SPEC 1.3), as host planning + batched device work.
+
+Host (numpy) decides: resolution search, target size, patch rects (``patches.plan``). The device does every
+network pass and resize, batched across patches: thanks to quirk Q5 (merge inputs come from the frozen base
+estimate) all patch work is independent, so the stages run as
+
+  whole-image low + high single estimates -> whole merge -> all patch low passes -> all patch high passes
+  -> all patch double-estimate merges -> all base-crop merges + alignment -> ordered blend.
+
+The ordered blend (SPEC 5.4 step 9) is a host loop over the patches in merge order: each step touches only
+its patch's pixels (O(sum of patch areas)), needs no compilation, and its float64 arithmetic matches the
+reference's; a device ``lax.scan`` would have to carry and rewrite the whole canvas at every step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hrjax.ops.mask import patch_mask
+from hrjax.pipeline import device
+from hrjax.pipeline.config import BoostConfig
+from hrjax.pipeline.image import to_rgb_float64
+from hrjax.pipeline.midas_input import midas_input_size
+from hrjax.pipeline.models import Models
+from hrjax.pipeline.patches import Plan, plan as make_plan
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class Crop:
+    """Rows y..y+h-1, cols x..x+w-1 of an image (already clipped to it, like NumPy slicing)."""
+
+    y: int
+    x: int
+    h: int
+    w: int
+
+
+@dataclass(frozen=True, eq=False)
+class SingleEstimates:
+    at_crop: list[np.ndarray]      # each (h, w): resized back to the crop size and min-maxed (SPEC 3.2)
+    at_merge: jax.Array            # (N, 1024, 1024): the same, CUBIC-resized for the merge net (SPEC 3.1)
+    net_shapes: list[tuple[int, int]]  # network input (rows, cols) per crop
+
+
+@dataclass(eq=False)
+class BoostResult:
+    depth: np.ndarray                              # (H, W) float32, relative inverse depth in [0, 1]
+    plan: Plan
+    config: BoostConfig
+    intermediates: dict[str, np.ndarray] = field(default_factory=dict)
+    midas_calls: list[tuple[int, int, int]] = field(default_factory=list)   # (rows, cols, msize), reference order
+    merge_calls: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def single_estimates(models: Models, image: jax.Array, crops: list[Crop], msize: int, cfg: BoostConfig,
+                     *, keep_at_crop: bool = True, canvas_quantum: int = 64) -> SingleEstimates:
+    """MiDaS single estimates (SPEC 3.2) of many crops of ``image`` (H, W, 3) at one requested size, batched
+    per network input shape."""
+    msize = min(msize, cfg.max_net_input)  # single() clamps to GPU_threshold first (SPEC 3.1, Q14)
+    H, W = image.shape[:2]
+    net = [midas_input_size(c.h, c.w, msize) for c in crops]
+    at_crop: list[np.ndarray | None] = [None] * len(crops)
+    at_merge: list[jax.Array | None] = [None] * len(crops)
+    for shape in sorted(set(net)):
+        idx = [i for i, s in enumerate(net) if s == shape]
+        nh, nw = shape
+        group = [crops[i] for i in idx]
+        # the reference resizes the float64 RGB crop (generic path), then float32 maps (SPEC 3.2 steps 1, 4)
+        ay = np.stack([device.crop_resize_rows(c.y, c.h, H, nh, "generic") for c in group])
+        ax = np.stack([device.crop_resize_rows(c.x, c.w, W, nw, "generic") for c in group])
+        rgb = _crop_rgb(ay, image, ax, cfg.max_batch)
+        depth = device.midas_batched(models.midas_graphdef, models.midas_state, rgb, cfg.max_batch)
+        hc = device.canvas_size(max(c.h for c in group), canvas_quantum)
+        wc = device.canvas_size(max(c.w for c in group), canvas_quantum)
+        v_net = device.variant(np.float32, shape)
+        by = np.stack([device.resize_into_canvas(nh, c.h, hc, v_net) for c in group])
+        bx = np.stack([device.resize_into_canvas(nw, c.w, wc, v_net) for c in group])
+        valid = np.stack([(np.arange(hc)[:, None] < c.h) & (np.arange(wc)[None, :] < c.w) for c in group])
+        v_crop = [device.variant(np.float32, (c.h, c.w)) for c in group]
+        cy = np.stack([device.resize_from_canvas(c.h, device.MERGE_SIZE, hc, v) for c, v in zip(group, v_crop)])
+        cx = np.stack([device.resize_from_canvas(c.w, device.MERGE_SIZE, wc, v) for c, v in zip(group, v_crop)])
+        crop_maps, merge_maps = device.run_batched(device.estimate_to_crop_and_merge_size,
+                                                   (by, depth, bx, valid, cy, cx), cfg.max_batch)
+        crop_host = np.asarray(crop_maps) if keep_at_crop else None
+        for j, i in enumerate(idx):
+            at_merge[i] = merge_maps[j]
+            if keep_at_crop:
+                at_crop[i] = crop_host[j, :crops[i].h, :crops[i].w]
+    return SingleEstimates(at_crop, jnp.stack(at_merge), net)
+
+
+def _crop_rgb(ay: np.ndarray, image: jax.Array, ax: np.ndarray, max_batch: int) -> jax.Array:
+    outs = []
+    for s in range(0, ay.shape[0], max_batch):
+        outs.append(device.crop_resize_image(ay[s:s + max_batch], image, ax[s:s + max_batch]))
+    return jnp.concatenate(outs) if len(outs) > 1 else outs[0]
+
+
+def _resize_map(m: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
+    """CUBIC resize of one float32 map (a same-size resize is an exact copy, SPEC 9.2)."""
+    h, w = m.shape
+    if (h, w) == tuple(out_hw):
+        return m
+    v = device.variant(np.float32, (h, w))
+    ay = device.crop_resize_rows(0, h, h, out_hw[0], v)[None]
+    ax = device.crop_resize_rows(0, w, w, out_hw[1], v)[None]
+    return device.crop_resize_map(ay, m, ax)[0]
+
+
+def boost(models: Models, image: np.ndarray, config: BoostConfig = BoostConfig(), *,
+          keep_intermediates: bool = False, progress: Progress | None = None) -> BoostResult:
+    """Estimate the depth of ``image`` with the boosting method.
+
+    ``image``: (H, W), (H, W, 3) or (H, W, 4) array, uint8 / uint16 / float in [0, 1] (see
+    :func:`hrjax.pipeline.image.to_rgb_float64`). Returns a :class:`BoostResult` whose ``depth`` is float32
+    relative inverse depth in [0, 1] (larger = nearer), at the input size (``output_resolution="input"``)
+    or the internal size (``"native"``). ``keep_intermediates`` adds the reference's named intermediate maps
+    (golden README 5) to ``result.intermediates``.
+    """
+    report = progress or (lambda *_: None)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    img = to_rgb_float64(image)
+    h_in, w_in = img.shape[:2]
+    report("search", 0, 1)
+    p = make_plan(img, config.mode, config.receptive_field, config.max_res, config.output_resolution_flag)
+    timings["plan"] = time.perf_counter() - t0
+    report("search", 1, 1)
+    inter: dict[str, np.ndarray] = {}
+    calls: list[tuple[int, int, int]] = []
+    rf, mg, ms = config.receptive_field, models.merge_graphdef, models.merge_state
+
+    # Whole-image double estimate (SPEC 1.3 step 3; 3.1 with low = RF, high = R).
+    t = time.perf_counter()
+    report("whole image", 0, 1)
+    image_dev = jnp.asarray(img, jnp.float32)
+    whole = [Crop(0, 0, h_in, w_in)]
+    low = single_estimates(models, image_dev, whole, rf, config, canvas_quantum=1)
+    high = single_estimates(models, image_dev, whole, p.R, config, canvas_quantum=1)
+    calls += [(h_in, w_in, rf), (h_in, w_in, p.R)]
+    whole_double = device.double_from_estimates(mg, ms, low.at_merge, high.at_merge)[0]
+    merge_calls = 1
+    if keep_intermediates:
+        inter.update(whole_single_low=low.at_crop[0], whole_single_high=high.at_crop[0],
+                     whole_double=np.asarray(whole_double), whole_high_msize_requested=np.int64(p.R))
+        net_shapes = [low.net_shapes[0], high.net_shapes[0]]
+    jax.block_until_ready(whole_double)
+    timings["whole"] = time.perf_counter() - t
+    report("whole image", 1, 1)
+
+    if not p.boost:
+        native = whole_double
+        final = _resize_map(native, (h_in, w_in)) if config.output_resolution == "input" else native
+        depth = np.asarray(final, np.float32)
+    else:
+        t = time.perf_counter()
+        hs, ws = p.mergein_shape
+        e_base = _resize_map(whole_double, (hs, ws))
+        rects = p.rects_scaled
+        crops = [Crop(int(y), int(x), int(min(y + hh, hs) - y), int(min(x + ww, ws) - x)) for x, y, ww, hh in rects]
+        n = len(crops)
+        report("patches", 0, n)
+        img_out = jnp.asarray(p.img_out, jnp.float32)
+        p_low = single_estimates(models, img_out, crops, rf, config, keep_at_crop=keep_intermediates)
+        p_high = single_estimates(models, img_out, crops, config.patch_netsize, config,
+                                  keep_at_crop=keep_intermediates)
+        for c in crops:
+            calls += [(c.h, c.w, rf), (c.h, c.w, config.patch_netsize)]
+        pe = device.run_batched(device.double_from_estimates, (p_low.at_merge, p_high.at_merge),
+                                config.max_batch, shared=(mg, ms))[0]
+        v_base = [device.variant(np.float32, (c.h, c.w)) for c in crops]  # float32 base crops (SPEC 5.4 step 4)
+        ey = np.stack([device.crop_resize_rows(c.y, c.h, hs, device.MERGE_SIZE, v) for c, v in zip(crops, v_base)])
+        ex = np.stack([device.crop_resize_rows(c.x, c.w, ws, device.MERGE_SIZE, v) for c, v in zip(crops, v_base)])
+        b1 = jnp.concatenate([device.crop_resize_map(ey[s:s + config.max_batch], e_base, ex[s:s + config.max_batch])
+                              for s in range(0, n, config.max_batch)])
+        m, alpha, beta = device.run_batched(device.merge_into_base, (b1, pe), config.max_batch, shared=(mg, ms))
+        merge_calls += 2 * n
+        hc = device.canvas_size(max(c.h for c in crops))
+        wc = device.canvas_size(max(c.w for c in crops))
+        # P is float64 in the reference (polyfit output), so its resize runs cv2's generic path (SPEC 5.4 step 7)
+        fy = np.stack([device.resize_into_canvas(device.MERGE_SIZE, c.h, hc, "generic") for c in crops])
+        fx = np.stack([device.resize_into_canvas(device.MERGE_SIZE, c.w, wc, "generic") for c in crops])
+        aligned = np.asarray(device.run_batched(device.aligned_to_canvas, (fy, m, fx, alpha, beta),
+                                                config.max_batch)[0])
+        timings["patches"] = time.perf_counter() - t
+        report("patches", n, n)
+
+        t = time.perf_counter()
+        base_host = np.asarray(e_base, np.float32)
+        updated = blend(base_host, crops, aligned)
+        timings["blend"] = time.perf_counter() - t
+        if keep_intermediates:
+            inter.update(base_estimate_resized=base_host, final_estimate=updated,
+                         patch_polyfit=np.stack([np.asarray(alpha, np.float64), np.asarray(beta, np.float64)], 1))
+            net_shapes += [s for pair in zip(p_low.net_shapes, p_high.net_shapes) for s in pair]
+            if n:
+                inter.update(patch_000_single_low=p_low.at_crop[0], patch_000_single_high=p_high.at_crop[0],
+                             patch_000_double=np.asarray(pe[0]), patch_000_mapped=np.asarray(m[0]))
+        final = updated if config.output_resolution == "native" or updated.shape == (h_in, w_in) \
+            else np.asarray(_resize_map(jnp.asarray(updated), (h_in, w_in)))
+        depth = np.asarray(final, np.float32)
+    if keep_intermediates:
+        inter["written_float"] = depth
+        inter["midas_call_shapes"] = np.array([(1, 3, a, b) for a, b in net_shapes], np.int64)
+        inter["merge_call_shapes"] = np.array([(1, 2, 1024, 1024)] * merge_calls, np.int64)
+        inter["single_calls"] = np.array(calls, np.int64)
+    timings["total"] = time.perf_counter() - t0
+    return BoostResult(depth, p, config, inter, calls, merge_calls, timings)
+
+
+def blend(base: np.ndarray, crops: list[Crop], aligned: np.ndarray) -> np.ndarray:
+    """SPEC 5.4 steps 8-9, in merge order: E[r] = E[r]*(1 - Mk) + P*Mk, computed in float64, stored float32.
+
+    ``aligned[i]`` holds patch i's aligned estimate on a canvas (top-left h x w valid).
+    """
+    out = np.array(base, np.float32, copy=True)
+    for i, c in enumerate(crops):
+        mk = patch_mask(c.h, c.w).astype(np.float64)
+        region = out[c.y:c.y + c.h, c.x:c.x + c.w].astype(np.float64)
+        out[c.y:c.y + c.h, c.x:c.x + c.w] = region * (1 - mk) + aligned[i, :c.h, :c.w].astype(np.float64) * mk
+    return out

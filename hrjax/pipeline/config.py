@@ -1,0 +1,52 @@
+"""Configuration of a boosting run: one frozen dataclass, built at the edges (CLI, user code)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+MODES = ("final", "r20", "r0")
+OUTPUT_RESOLUTIONS = ("input", "native")
+
+
+@dataclass(frozen=True)
+class BoostConfig:
+    """Options of ``hrjax.boost``.
+
+    mode: ``final`` (double estimate at R20 plus local boosting, the paper's result), ``r20`` or ``r0``
+      (whole-image double estimate only, SPEC 1.3 step 4).
+    receptive_field: the base network's native size (384 for MiDaS); patches are 2x that (SPEC 1.1).
+    max_res: cap on the long side of the Final target image (SPEC 1.3 steps 7-8); ``inf`` = no cap.
+    output_resolution: ``input`` (result at the input size, reference default) or ``native`` (internal size:
+      1024^2 for r0/r20, the target size for final).
+    max_net_input: the reference's GPU_threshold: base-network requests above this are clamped (SPEC 1.1, Q14).
+    max_batch: most images in one batched network call (bounds device memory). Results do not depend on it.
+    """
+
+    mode: str = "final"
+    receptive_field: int = 384
+    max_res: float = math.inf
+    output_resolution: str = "input"
+    max_net_input: int = 1568
+    max_batch: int = 4
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.output_resolution not in OUTPUT_RESOLUTIONS:
+            raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got {self.output_resolution!r}")
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+        if not self.max_res > 0:
+            raise ValueError(f"max_res must be positive, got {self.max_res}")
+        if self.receptive_field % 32 or self.max_net_input % 32:
+            raise ValueError("receptive_field and max_net_input must be multiples of 32")
+
+    @property
+    def patch_netsize(self) -> int:
+        return 2 * self.receptive_field
+
+    @property
+    def output_resolution_flag(self) -> int:
+        """The reference's ``--output_resolution`` value (1 = input size, 0 = native)."""
+        return 1 if self.output_resolution == "input" else 0
