@@ -33,6 +33,7 @@ def compare(golden):
 def candidate(result):
     p = result.plan
     c = dict(result.intermediates)
+    c.update(result.call_log())
     c.update(R=np.int64(p.R), K=np.float64(p.K), R0=np.int64(p.R0), R0_K=np.float64(p.R0_K),
              written_png=quantize_16bit(result.depth))
     if p.boost:

@@ -57,8 +57,16 @@ class BoostResult:
     config: BoostConfig
     intermediates: dict[str, np.ndarray] = field(default_factory=dict)
     midas_calls: list[tuple[int, int, int]] = field(default_factory=list)   # (rows, cols, msize), reference order
+    net_shapes: list[tuple[int, int]] = field(default_factory=list)         # MiDaS input (rows, cols), same order
     merge_calls: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+
+    def call_log(self) -> dict[str, np.ndarray]:
+        """The reference's call log (golden keys ``midas_call_shapes``, ``merge_call_shapes``, ``single_calls``):
+        the passes the reference would make one at a time, in its order; hrjax runs them batched."""
+        return {"midas_call_shapes": np.array([(1, 3, a, b) for a, b in self.net_shapes], np.int64).reshape(-1, 4),
+                "merge_call_shapes": np.array([(1, 2, 1024, 1024)] * self.merge_calls, np.int64).reshape(-1, 4),
+                "single_calls": np.array(self.midas_calls, np.int64).reshape(-1, 3)}
 
 
 def single_estimates(models: Models, image: jax.Array, crops: list[Crop], msize: int, cfg: BoostConfig,
@@ -127,94 +135,107 @@ def boost(models: Models, image: np.ndarray, config: BoostConfig = BoostConfig()
     (golden README 5) to ``result.intermediates``.
     """
     report = progress or (lambda *_: None)
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
     img = to_rgb_float64(image)
     h_in, w_in = img.shape[:2]
     report("search", 0, 1)
     p = make_plan(img, config.mode, config.receptive_field, config.max_res, config.output_resolution_flag)
-    timings["plan"] = time.perf_counter() - t0
+    result = BoostResult(np.zeros((0, 0), np.float32), p, config, timings={"plan": time.perf_counter() - t0})
     report("search", 1, 1)
-    inter: dict[str, np.ndarray] = {}
-    calls: list[tuple[int, int, int]] = []
-    rf, mg, ms = config.receptive_field, models.merge_graphdef, models.merge_state
 
-    # Whole-image double estimate (SPEC 1.3 step 3; 3.1 with low = RF, high = R).
     t = time.perf_counter()
     report("whole image", 0, 1)
-    image_dev = jnp.asarray(img, jnp.float32)
-    whole = [Crop(0, 0, h_in, w_in)]
-    low = single_estimates(models, image_dev, whole, rf, config, canvas_quantum=1)
-    high = single_estimates(models, image_dev, whole, p.R, config, canvas_quantum=1)
-    calls += [(h_in, w_in, rf), (h_in, w_in, p.R)]
-    whole_double = device.double_from_estimates(mg, ms, low.at_merge, high.at_merge)[0]
-    merge_calls = 1
-    if keep_intermediates:
-        inter.update(whole_single_low=low.at_crop[0], whole_single_high=high.at_crop[0],
-                     whole_double=np.asarray(whole_double), whole_high_msize_requested=np.int64(p.R))
-        net_shapes = [low.net_shapes[0], high.net_shapes[0]]
-    jax.block_until_ready(whole_double)
-    timings["whole"] = time.perf_counter() - t
+    whole_double = _whole_image(models, img, p, config, result, keep_intermediates)
+    result.timings["whole"] = time.perf_counter() - t
     report("whole image", 1, 1)
 
-    if not p.boost:
+    if not p.boost:  # r0 / r20, or max_res < R (SPEC 1.3 steps 4 and 7)
         native = whole_double
-        final = _resize_map(native, (h_in, w_in)) if config.output_resolution == "input" else native
-        depth = np.asarray(final, np.float32)
     else:
-        t = time.perf_counter()
-        hs, ws = p.mergein_shape
-        e_base = _resize_map(whole_double, (hs, ws))
-        rects = p.rects_scaled
-        crops = [Crop(int(y), int(x), int(min(y + hh, hs) - y), int(min(x + ww, ws) - x)) for x, y, ww, hh in rects]
-        n = len(crops)
-        report("patches", 0, n)
-        img_out = jnp.asarray(p.img_out, jnp.float32)
-        p_low = single_estimates(models, img_out, crops, rf, config, keep_at_crop=keep_intermediates)
-        p_high = single_estimates(models, img_out, crops, config.patch_netsize, config,
-                                  keep_at_crop=keep_intermediates)
-        for c in crops:
-            calls += [(c.h, c.w, rf), (c.h, c.w, config.patch_netsize)]
-        pe = device.run_batched(device.double_from_estimates, (p_low.at_merge, p_high.at_merge),
-                                config.max_batch, shared=(mg, ms))[0]
-        v_base = [device.variant(np.float32, (c.h, c.w)) for c in crops]  # float32 base crops (SPEC 5.4 step 4)
-        ey = np.stack([device.crop_resize_rows(c.y, c.h, hs, device.MERGE_SIZE, v) for c, v in zip(crops, v_base)])
-        ex = np.stack([device.crop_resize_rows(c.x, c.w, ws, device.MERGE_SIZE, v) for c, v in zip(crops, v_base)])
-        b1 = jnp.concatenate([device.crop_resize_map(ey[s:s + config.max_batch], e_base, ex[s:s + config.max_batch])
-                              for s in range(0, n, config.max_batch)])
-        m, alpha, beta = device.run_batched(device.merge_into_base, (b1, pe), config.max_batch, shared=(mg, ms))
-        merge_calls += 2 * n
-        hc = device.canvas_size(max(c.h for c in crops))
-        wc = device.canvas_size(max(c.w for c in crops))
-        # P is float64 in the reference (polyfit output), so its resize runs cv2's generic path (SPEC 5.4 step 7)
-        fy = np.stack([device.resize_into_canvas(device.MERGE_SIZE, c.h, hc, "generic") for c in crops])
-        fx = np.stack([device.resize_into_canvas(device.MERGE_SIZE, c.w, wc, "generic") for c in crops])
-        aligned = np.asarray(device.run_batched(device.aligned_to_canvas, (fy, m, fx, alpha, beta),
-                                                config.max_batch)[0])
-        timings["patches"] = time.perf_counter() - t
-        report("patches", n, n)
-
-        t = time.perf_counter()
-        base_host = np.asarray(e_base, np.float32)
-        updated = blend(base_host, crops, aligned)
-        timings["blend"] = time.perf_counter() - t
-        if keep_intermediates:
-            inter.update(base_estimate_resized=base_host, final_estimate=updated,
-                         patch_polyfit=np.stack([np.asarray(alpha, np.float64), np.asarray(beta, np.float64)], 1))
-            net_shapes += [s for pair in zip(p_low.net_shapes, p_high.net_shapes) for s in pair]
-            if n:
-                inter.update(patch_000_single_low=p_low.at_crop[0], patch_000_single_high=p_high.at_crop[0],
-                             patch_000_double=np.asarray(pe[0]), patch_000_mapped=np.asarray(m[0]))
-        final = updated if config.output_resolution == "native" or updated.shape == (h_in, w_in) \
-            else np.asarray(_resize_map(jnp.asarray(updated), (h_in, w_in)))
-        depth = np.asarray(final, np.float32)
+        native = _local_boost(models, whole_double, p, config, result, keep_intermediates, report)
+    if config.output_resolution == "input":
+        # SPEC 1.3 steps 4 / 12 (and Q12): CUBIC to exactly the input size; a same-size resize is a copy
+        native = _resize_map(jnp.asarray(native), (h_in, w_in))
+    result.depth = np.asarray(native, np.float32)
     if keep_intermediates:
-        inter["written_float"] = depth
-        inter["midas_call_shapes"] = np.array([(1, 3, a, b) for a, b in net_shapes], np.int64)
-        inter["merge_call_shapes"] = np.array([(1, 2, 1024, 1024)] * merge_calls, np.int64)
-        inter["single_calls"] = np.array(calls, np.int64)
-    timings["total"] = time.perf_counter() - t0
-    return BoostResult(depth, p, config, inter, calls, merge_calls, timings)
+        result.intermediates["written_float"] = result.depth
+    result.timings["total"] = time.perf_counter() - t0
+    return result
+
+
+def _whole_image(models: Models, img: np.ndarray, p: Plan, config: BoostConfig, result: BoostResult,
+                 keep: bool) -> jax.Array:
+    """The whole-image double estimate W, 1024^2 (SPEC 1.3 step 3; 3.1 with low = RF, high = R)."""
+    h_in, w_in = img.shape[:2]
+    rf = config.receptive_field
+    image_dev = jnp.asarray(img, jnp.float32)
+    whole = [Crop(0, 0, h_in, w_in)]
+    low = single_estimates(models, image_dev, whole, rf, config, keep_at_crop=keep, canvas_quantum=1)
+    high = single_estimates(models, image_dev, whole, p.R, config, keep_at_crop=keep, canvas_quantum=1)
+    result.midas_calls += [(h_in, w_in, rf), (h_in, w_in, p.R)]
+    result.net_shapes += [low.net_shapes[0], high.net_shapes[0]]
+    w = device.double_from_estimates(models.merge_graphdef, models.merge_state, low.at_merge, high.at_merge)[0]
+    result.merge_calls += 1
+    if keep:
+        result.intermediates.update(whole_single_low=low.at_crop[0], whole_single_high=high.at_crop[0],
+                                    whole_double=np.asarray(w), whole_high_msize_requested=np.int64(p.R))
+    return jax.block_until_ready(w)
+
+
+def _local_boost(models: Models, whole_double: jax.Array, p: Plan, config: BoostConfig, result: BoostResult,
+                 keep: bool, report: Progress) -> np.ndarray:
+    """SPEC 1.3 steps 10-11 and 5.4: E_base at output scale, every patch merged into it, blended in order."""
+    t = time.perf_counter()
+    rf, mg, ms, mb = config.receptive_field, models.merge_graphdef, models.merge_state, config.max_batch
+    hs, ws = p.mergein_shape
+    e_base = _resize_map(whole_double, (hs, ws))
+    base_host = np.asarray(e_base, np.float32)
+    # NumPy slicing clips rects at the border (SPEC 5.4 step 2)
+    crops = [Crop(int(y), int(x), int(min(y + hh, hs) - y), int(min(x + ww, ws) - x))
+             for x, y, ww, hh in p.rects_scaled]
+    n = len(crops)
+    if keep:
+        result.intermediates.update(base_estimate_resized=base_host, patch_polyfit=np.zeros((0, 2)))
+    if n == 0:
+        if keep:
+            result.intermediates["final_estimate"] = base_host
+        return base_host
+    report("patches", 0, n)
+    img_out = jnp.asarray(p.img_out, jnp.float32)
+    p_low = single_estimates(models, img_out, crops, rf, config, keep_at_crop=keep)
+    report("patches", n // 4, n)
+    p_high = single_estimates(models, img_out, crops, config.patch_netsize, config, keep_at_crop=keep)
+    report("patches", n // 2, n)
+    for c, s_low, s_high in zip(crops, p_low.net_shapes, p_high.net_shapes):
+        result.midas_calls += [(c.h, c.w, rf), (c.h, c.w, config.patch_netsize)]
+        result.net_shapes += [s_low, s_high]
+    pe = device.run_batched(device.double_from_estimates, (p_low.at_merge, p_high.at_merge), mb,
+                            shared=(mg, ms))[0]
+    v_base = [device.variant(np.float32, (c.h, c.w)) for c in crops]  # float32 base crops (SPEC 5.4 step 4)
+    ey = np.stack([device.crop_resize_rows(c.y, c.h, hs, device.MERGE_SIZE, v) for c, v in zip(crops, v_base)])
+    ex = np.stack([device.crop_resize_rows(c.x, c.w, ws, device.MERGE_SIZE, v) for c, v in zip(crops, v_base)])
+    b1 = jnp.concatenate([device.crop_resize_map(ey[s:s + mb], e_base, ex[s:s + mb]) for s in range(0, n, mb)])
+    m, alpha, beta = device.run_batched(device.merge_into_base, (b1, pe), mb, shared=(mg, ms))
+    result.merge_calls += 2 * n
+    report("patches", 3 * n // 4, n)
+    hc = device.canvas_size(max(c.h for c in crops))
+    wc = device.canvas_size(max(c.w for c in crops))
+    # P is float64 in the reference (polyfit output), so its resize runs cv2's generic path (SPEC 5.4 step 7)
+    fy = np.stack([device.resize_into_canvas(device.MERGE_SIZE, c.h, hc, "generic") for c in crops])
+    fx = np.stack([device.resize_into_canvas(device.MERGE_SIZE, c.w, wc, "generic") for c in crops])
+    aligned = np.asarray(device.run_batched(device.aligned_to_canvas, (fy, m, fx, alpha, beta), mb)[0])
+    result.timings["patches"] = time.perf_counter() - t
+    t = time.perf_counter()
+    updated = blend(base_host, crops, aligned)
+    result.timings["blend"] = time.perf_counter() - t
+    report("patches", n, n)
+    if keep:
+        result.intermediates.update(
+            final_estimate=updated,
+            patch_polyfit=np.stack([np.asarray(alpha, np.float64), np.asarray(beta, np.float64)], 1),
+            patch_000_single_low=p_low.at_crop[0], patch_000_single_high=p_high.at_crop[0],
+            patch_000_double=np.asarray(pe[0]), patch_000_mapped=np.asarray(m[0]))
+    return updated
 
 
 def blend(base: np.ndarray, crops: list[Crop], aligned: np.ndarray) -> np.ndarray:

@@ -1,0 +1,122 @@
+"""Pipeline behaviour beyond the goldens: edge cases the reference crashes on, input formats, batching."""
+
+import math
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+
+from hrjax.io import read_image
+from hrjax.pipeline import device
+from hrjax.pipeline.boost import boost
+from hrjax.pipeline.config import BoostConfig
+from hrjax.pipeline.models import load_models
+
+
+@pytest.fixture(scope="module")
+def models(weights_dir):
+    return load_models(weights_dir)
+
+
+@pytest.fixture(scope="module")
+def small_scene(golden):
+    """160x120 downscale of the synthetic golden image; Final with max_res 1600 selects 3 patches."""
+    img = read_image(golden / "images" / "synthetic_480.png")
+    return cv2.resize(img, (160, 120), interpolation=cv2.INTER_AREA)
+
+
+def _check_depth(depth, shape):
+    assert depth.shape == shape and depth.dtype == np.float32
+    assert np.isfinite(depth).all()
+    assert depth.min() >= -1e-6 and depth.max() <= 1 + 1e-6
+
+
+def test_batching_does_not_change_the_result(models, small_scene):
+    one = boost(models, small_scene, BoostConfig(mode="final", max_res=1600, max_batch=1))
+    many = boost(models, small_scene, BoostConfig(mode="final", max_res=1600, max_batch=16))
+    assert one.plan.n_patches == 3
+    _check_depth(one.depth, (120, 160))
+    np.testing.assert_allclose(one.depth, many.depth, rtol=0, atol=2e-6)
+    assert one.merge_calls == many.merge_calls == 1 + 2 * 3
+
+
+def test_tiny_image_does_not_crash(models):
+    # The reference's R search has an empty loop for a long side <= 138 (SPEC 2, Q8): R falls back to 384.
+    img = np.random.default_rng(0).random((48, 64, 3))
+    res = boost(models, img, BoostConfig(mode="final", max_res=600))
+    assert res.plan.R == 384 and res.plan.K == 0.0 and math.isclose(res.plan.factor, 0.2)
+    _check_depth(res.depth, (48, 64))
+
+
+def test_extreme_aspect_ratio(models):
+    # MiDaS would round the short side to 0 (quirk Q9); hrjax keeps one 32-pixel row.
+    img = np.random.default_rng(1).random((40, 2000, 3))
+    res = boost(models, img, BoostConfig(mode="r20"))
+    assert tuple(res.call_log()["midas_call_shapes"][0]) == (1, 3, 32, 384)
+    _check_depth(res.depth, (40, 2000))
+
+
+def test_constant_image_gives_finite_map(models):
+    img = np.full((96, 128, 3), 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = boost(models, img, BoostConfig(mode="final"))
+    assert res.plan.n_patches == 0
+    _check_depth(res.depth, (96, 128))
+
+
+def test_input_formats_agree(models, small_scene):
+    rgb8 = np.round(small_scene * 255).astype(np.uint8)
+    gray8 = rgb8[:, :, 1]
+    cfg = BoostConfig(mode="r0")
+    ref = boost(models, rgb8, cfg).depth
+    rgba = np.concatenate([rgb8, np.full(rgb8.shape[:2] + (1,), 7, np.uint8)], axis=2)
+    np.testing.assert_array_equal(boost(models, rgba, cfg).depth, ref)  # alpha is ignored
+    np.testing.assert_array_equal(boost(models, rgb8.astype(np.uint16) * 257, cfg).depth, ref)  # 16-bit
+    gray = boost(models, gray8, cfg).depth
+    np.testing.assert_array_equal(gray, boost(models, np.repeat(gray8[:, :, None], 3, 2), cfg).depth)
+    _check_depth(gray, rgb8.shape[:2])
+
+
+@pytest.mark.parametrize("bad", [np.zeros((0, 5, 3)), np.zeros((4, 4, 2)), np.full((8, 8, 3), np.nan),
+                                 np.zeros((8, 8, 3), np.int32)])
+def test_bad_images_are_rejected(models, bad):
+    with pytest.raises(ValueError):
+        boost(models, bad)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="mode"):
+        BoostConfig(mode="R21")
+    with pytest.raises(ValueError, match="max_batch"):
+        BoostConfig(max_batch=0)
+    with pytest.raises(ValueError, match="output_resolution"):
+        BoostConfig(output_resolution="full")
+
+
+@pytest.mark.parametrize("n", [1, 1024 * 1024])
+def test_polyfit_reproduces_numpy_float32(n):
+    """Closed form vs np.polyfit on float32 data, in both of numpy's regimes (see polyfit_line_like_numpy)."""
+    rng = np.random.default_rng(n)
+    for offset, spread in ((0.1, 0.8), (-0.5, 1.0), (5.0, 0.01)):
+        x = (offset + spread * rng.random(n)).astype(np.float32)
+        y = (0.3 * x + 0.2 + 0.05 * rng.standard_normal(n)).astype(np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # RankWarning in the truncated regime
+            want = np.polyfit(x, y, 1)
+        got = np.asarray(device.polyfit_line_like_numpy(x[None], y[None])).ravel()
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
+
+
+def test_run_batched_pads_and_trims():
+    calls = []
+
+    def fn(a):
+        calls.append(a.shape[0])
+        return a * 2
+
+    x = np.arange(11, dtype=np.float32)[:, None]
+    out = device.run_batched(fn, (x,), 4)[0]
+    np.testing.assert_array_equal(np.asarray(out), x * 2)
+    assert calls == [4, 4, 4]  # the tail of 3 is padded to 4: one compiled shape
