@@ -9,22 +9,23 @@ from pathlib import Path
 import numpy as np
 
 
+def _quantize(depth: np.ndarray, top: int, dtype) -> np.ndarray:
+    d = np.asarray(depth, np.float32)
+    lo, hi = d.min(), d.max()
+    if not float(hi) - float(lo) > 2.22e-16:
+        return np.zeros(d.shape, dtype)
+    return (np.float32(top) * (d - lo) / (hi - lo)).astype(dtype)
+
+
 def quantize_16bit(depth: np.ndarray) -> np.ndarray:
     """The reference's 16-bit quantisation (SPEC 1.4): ``uint16(65535 * (d - min) / (max - min))`` computed in
     float32 and **truncated**. A constant map (which crashes the reference) becomes all zeros."""
-    d = np.asarray(depth, np.float32)
-    lo, hi = d.min(), d.max()
-    if not float(hi) - float(lo) > 2.22e-16:
-        return np.zeros(d.shape, np.uint16)
-    return (np.float32(65535) * (d - lo) / (hi - lo)).astype(np.uint16)
+    return _quantize(depth, 65535, np.uint16)
 
 
 def quantize_8bit(depth: np.ndarray) -> np.ndarray:
-    d = np.asarray(depth, np.float32)
-    lo, hi = d.min(), d.max()
-    if not float(hi) - float(lo) > 2.22e-16:
-        return np.zeros(d.shape, np.uint8)
-    return (np.float32(255) * (d - lo) / (hi - lo)).astype(np.uint8)
+    """The 8-bit version (``write_depth`` with bits=1, used for the colour preview)."""
+    return _quantize(depth, 255, np.uint8)
 
 
 def colorize(depth: np.ndarray) -> np.ndarray:

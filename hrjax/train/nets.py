@@ -18,7 +18,7 @@ from flax import nnx
 
 from hrjax.models.layers import Conv2d, Stateless
 from hrjax.models.mergenet import UnetGenerator, identity, leaky_relu_02
-from hrjax.weights.keys import KeyRow
+from hrjax.weights.keys import KeyRow, key_table
 
 INIT_STD = 0.02
 
@@ -74,18 +74,8 @@ Flat = dict[str, jax.Array]
 
 
 def key_rows(model: nnx.Module) -> list[KeyRow]:
-    """:func:`hrjax.weights.keys.key_table` for a model that may be abstract (``nnx.eval_shape``)."""
-    rows = []
-    for path, node in nnx.iter_graph(model):
-        if not isinstance(node, nnx.Module):
-            continue
-        layout = getattr(type(node), "torch_layout", {})
-        for name, value in vars(node).items():
-            if isinstance(value, nnx.Variable):
-                full = tuple(path) + (name,)
-                rows.append(KeyRow(".".join(str(p) for p in full), full, tuple(value.get_value().shape),
-                                   layout.get(name)))
-    return rows
+    """:func:`hrjax.weights.keys.key_table` (works for abstract models from ``nnx.eval_shape`` too)."""
+    return key_table(model)
 
 
 class NetDef:

@@ -57,7 +57,7 @@ class KeyRow:
 
 
 def key_table(model: nnx.Module) -> list[KeyRow]:
-    """One row per variable of ``model``, in traversal order."""
+    """One row per variable of ``model``, in traversal order (``model`` may be abstract, from nnx.eval_shape)."""
     rows = []
     for path, node in nnx.iter_graph(model):
         if not isinstance(node, nnx.Module):
@@ -66,7 +66,7 @@ def key_table(model: nnx.Module) -> list[KeyRow]:
         for name, value in vars(node).items():
             if isinstance(value, nnx.Variable):
                 full = tuple(path) + (name,)
-                rows.append(KeyRow(".".join(str(p) for p in full), full, tuple(value[...].shape),
+                rows.append(KeyRow(".".join(str(p) for p in full), full, tuple(value.get_value().shape),
                                    layout.get(name)))
     return rows
 
