@@ -32,13 +32,19 @@ def _check_depth(depth, shape):
     assert depth.min() >= -1e-6 and depth.max() <= 1 + 1e-6
 
 
-def test_batching_does_not_change_the_result(models, small_scene):
+def test_batching_and_sharding_do_not_change_the_result(models, small_scene):
     one = boost(models, small_scene, BoostConfig(mode="final", max_res=1600, max_batch=1))
     many = boost(models, small_scene, BoostConfig(mode="final", max_res=1600, max_batch=16))
     assert one.plan.n_patches == 3
     _check_depth(one.depth, (120, 160))
     np.testing.assert_allclose(one.depth, many.depth, rtol=0, atol=2e-6)
     assert one.merge_calls == many.merge_calls == 1 + 2 * 3
+    # data parallel over 2 of the 8 host CPU devices, weights replicated (8 devices would run 8 768^2 MiDaS
+    # passes at once: ~20 GB on the host; the Batcher test below covers the 8-device sharding itself)
+    import jax
+    sharded_models = models.on_mesh(device.data_mesh(jax.devices()[:2]))
+    sharded = boost(sharded_models, small_scene, BoostConfig(mode="final", max_res=1600, max_batch=2))
+    np.testing.assert_allclose(one.depth, sharded.depth, rtol=0, atol=2e-6)
 
 
 def test_tiny_image_does_not_crash(models):
@@ -109,7 +115,7 @@ def test_polyfit_reproduces_numpy_float32(n):
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
 
 
-def test_run_batched_pads_and_trims():
+def test_batcher_pads_and_trims():
     calls = []
 
     def fn(a):
@@ -117,6 +123,10 @@ def test_run_batched_pads_and_trims():
         return a * 2
 
     x = np.arange(11, dtype=np.float32)[:, None]
-    out = device.run_batched(fn, (x,), 4)[0]
+    out = device.Batcher(4).run(fn, (x,))[0]
     np.testing.assert_array_equal(np.asarray(out), x * 2)
     assert calls == [4, 4, 4]  # the tail of 3 is padded to 4: one compiled shape
+    calls.clear()
+    out = device.Batcher(4, device.data_mesh()).run(fn, (x,))[0]  # 8 CPU devices in tests
+    np.testing.assert_array_equal(np.asarray(out), x * 2)
+    assert calls == [8, 8, 8] and len(out.sharding.device_set) == 8

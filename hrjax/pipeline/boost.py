@@ -85,8 +85,9 @@ def single_estimates(models: Models, image: jax.Array, crops: list[Crop], msize:
         # the reference resizes the float64 RGB crop (generic path), then float32 maps (SPEC 3.2 steps 1, 4)
         ay = np.stack([device.crop_resize_rows(c.y, c.h, H, nh, "generic") for c in group])
         ax = np.stack([device.crop_resize_rows(c.x, c.w, W, nw, "generic") for c in group])
-        rgb = _crop_rgb(ay, image, ax, cfg.max_batch)
-        depth = device.midas_batched(models.midas_graphdef, models.midas_state, rgb, cfg.max_batch)
+        batcher = models.batcher(cfg.max_batch)
+        rgb = batcher.run(device.crop_resize_image, (ay, ax), shared=(image,))[0]
+        depth = device.midas_batched(models.midas_graphdef, models.midas_state, rgb, batcher)
         hc = device.canvas_size(max(c.h for c in group), canvas_quantum)
         wc = device.canvas_size(max(c.w for c in group), canvas_quantum)
         v_net = device.variant(np.float32, shape)
@@ -96,21 +97,13 @@ def single_estimates(models: Models, image: jax.Array, crops: list[Crop], msize:
         v_crop = [device.variant(np.float32, (c.h, c.w)) for c in group]
         cy = np.stack([device.resize_from_canvas(c.h, device.MERGE_SIZE, hc, v) for c, v in zip(group, v_crop)])
         cx = np.stack([device.resize_from_canvas(c.w, device.MERGE_SIZE, wc, v) for c, v in zip(group, v_crop)])
-        crop_maps, merge_maps = device.run_batched(device.estimate_to_crop_and_merge_size,
-                                                   (by, depth, bx, valid, cy, cx), cfg.max_batch)
+        crop_maps, merge_maps = batcher.run(device.estimate_to_crop_and_merge_size, (by, depth, bx, valid, cy, cx))
         crop_host = np.asarray(crop_maps) if keep_at_crop else None
         for j, i in enumerate(idx):
             at_merge[i] = merge_maps[j]
             if keep_at_crop:
                 at_crop[i] = crop_host[j, :crops[i].h, :crops[i].w]
     return SingleEstimates(at_crop, jnp.stack(at_merge), net)
-
-
-def _crop_rgb(ay: np.ndarray, image: jax.Array, ax: np.ndarray, max_batch: int) -> jax.Array:
-    outs = []
-    for s in range(0, ay.shape[0], max_batch):
-        outs.append(device.crop_resize_image(ay[s:s + max_batch], image, ax[s:s + max_batch]))
-    return jnp.concatenate(outs) if len(outs) > 1 else outs[0]
 
 
 def _resize_map(m: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
@@ -121,7 +114,7 @@ def _resize_map(m: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
     v = device.variant(np.float32, (h, w))
     ay = device.crop_resize_rows(0, h, h, out_hw[0], v)[None]
     ax = device.crop_resize_rows(0, w, w, out_hw[1], v)[None]
-    return device.crop_resize_map(ay, m, ax)[0]
+    return device.crop_resize_map(m, ay, ax)[0]
 
 
 def boost(models: Models, image: np.ndarray, config: BoostConfig = BoostConfig(), *,
@@ -186,7 +179,8 @@ def _local_boost(models: Models, whole_double: jax.Array, p: Plan, config: Boost
                  keep: bool, report: Progress) -> np.ndarray:
     """SPEC 1.3 steps 10-11 and 5.4: E_base at output scale, every patch merged into it, blended in order."""
     t = time.perf_counter()
-    rf, mg, ms, mb = config.receptive_field, models.merge_graphdef, models.merge_state, config.max_batch
+    rf, mg, ms = config.receptive_field, models.merge_graphdef, models.merge_state
+    batcher = models.batcher(config.max_batch)
     hs, ws = p.mergein_shape
     e_base = _resize_map(whole_double, (hs, ws))
     base_host = np.asarray(e_base, np.float32)
@@ -209,13 +203,12 @@ def _local_boost(models: Models, whole_double: jax.Array, p: Plan, config: Boost
     for c, s_low, s_high in zip(crops, p_low.net_shapes, p_high.net_shapes):
         result.midas_calls += [(c.h, c.w, rf), (c.h, c.w, config.patch_netsize)]
         result.net_shapes += [s_low, s_high]
-    pe = device.run_batched(device.double_from_estimates, (p_low.at_merge, p_high.at_merge), mb,
-                            shared=(mg, ms))[0]
+    pe = batcher.run(device.double_from_estimates, (p_low.at_merge, p_high.at_merge), shared=(mg, ms))[0]
     v_base = [device.variant(np.float32, (c.h, c.w)) for c in crops]  # float32 base crops (SPEC 5.4 step 4)
     ey = np.stack([device.crop_resize_rows(c.y, c.h, hs, device.MERGE_SIZE, v) for c, v in zip(crops, v_base)])
     ex = np.stack([device.crop_resize_rows(c.x, c.w, ws, device.MERGE_SIZE, v) for c, v in zip(crops, v_base)])
-    b1 = jnp.concatenate([device.crop_resize_map(ey[s:s + mb], e_base, ex[s:s + mb]) for s in range(0, n, mb)])
-    m, alpha, beta = device.run_batched(device.merge_into_base, (b1, pe), mb, shared=(mg, ms))
+    b1 = batcher.run(device.crop_resize_map, (ey, ex), shared=(e_base,))[0]
+    m, alpha, beta = batcher.run(device.merge_into_base, (b1, pe), shared=(mg, ms))
     result.merge_calls += 2 * n
     report("patches", 3 * n // 4, n)
     hc = device.canvas_size(max(c.h for c in crops))
@@ -223,7 +216,7 @@ def _local_boost(models: Models, whole_double: jax.Array, p: Plan, config: Boost
     # P is float64 in the reference (polyfit output), so its resize runs cv2's generic path (SPEC 5.4 step 7)
     fy = np.stack([device.resize_into_canvas(device.MERGE_SIZE, c.h, hc, "generic") for c in crops])
     fx = np.stack([device.resize_into_canvas(device.MERGE_SIZE, c.w, wc, "generic") for c in crops])
-    aligned = np.asarray(device.run_batched(device.aligned_to_canvas, (fy, m, fx, alpha, beta), mb)[0])
+    aligned = np.asarray(batcher.run(device.aligned_to_canvas, (fy, m, fx, alpha, beta))[0])
     result.timings["patches"] = time.perf_counter() - t
     t = time.perf_counter()
     updated = blend(base_host, crops, aligned)

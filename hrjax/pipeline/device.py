@@ -11,11 +11,14 @@ the einsums (milliseconds), never MiDaS or the merge net, which compile once per
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from hrjax.models import mergenet
 from hrjax.models.midas_v21 import check_input
@@ -64,7 +67,7 @@ def canvas_size(n: int, quantum: int = 64) -> int:
 # --- device: small jitted kernels --------------------------------------------------------------------------
 
 @jax.jit
-def crop_resize_image(ay: jax.Array, image: jax.Array, ax: jax.Array) -> jax.Array:
+def crop_resize_image(image: jax.Array, ay: jax.Array, ax: jax.Array) -> jax.Array:
     """(N, h, H) @ (H, W, C) @ (N, w, W)^T -> (N, h, w, C)."""
     t = jnp.einsum("nah,hwc->nawc", ay, image, precision=HIGHEST)
     return jnp.einsum("nawc,nbw->nabc", t, ax, precision=HIGHEST)
@@ -78,7 +81,7 @@ def resize_maps(ay: jax.Array, maps: jax.Array, ax: jax.Array) -> jax.Array:
 
 
 @jax.jit
-def crop_resize_map(ay: jax.Array, m: jax.Array, ax: jax.Array) -> jax.Array:
+def crop_resize_map(m: jax.Array, ay: jax.Array, ax: jax.Array) -> jax.Array:
     """One shared map: (N, A, H) @ (H, W) @ (N, B, W)^T -> (N, A, B)."""
     t = jnp.einsum("nah,hw->naw", ay, m, precision=HIGHEST)
     return jnp.einsum("naw,nbw->nab", t, ax, precision=HIGHEST)
@@ -181,48 +184,64 @@ def aligned_to_canvas(fy, m, fx, alpha, beta):
     return resize_maps(fy, p, fx)
 
 
-# --- batching ----------------------------------------------------------------------------------------------
+# --- batching -----------------------------------------------------------------------------------------------
 
-def batch_sizes(n: int, max_batch: int) -> list[int]:
-    """Split n items into chunks of ``max_batch``; the tail chunk is padded up to a power of two, so a run
-    compiles at most log2(max_batch) + 1 batch shapes per stage."""
-    sizes = []
-    while n > 0:
-        take = min(n, max_batch)
-        sizes.append(take)
-        n -= take
-    return sizes
+@dataclass(frozen=True, eq=False)
+class Batcher:
+    """Runs a jitted function over the leading axis of its arguments in bounded, fixed-shape chunks.
 
-
-def padded(k: int, max_batch: int) -> int:
-    p = 1
-    while p < k:
-        p *= 2
-    return min(p, max_batch) if k <= max_batch else k
-
-
-def run_batched(fn, arrays: tuple[np.ndarray | jax.Array, ...], max_batch: int, *, shared=()) -> list:
-    """Call ``fn(*shared, *chunk)`` over the leading axis of ``arrays`` in chunks; concatenate each output.
-
-    Chunks are padded (repeating their first item) to a power of two, then the padding is dropped.
+    Chunks hold at most ``max_batch`` items; a short tail chunk is padded (repeating its first item) up to a
+    power of two, so a stage compiles at most log2(max_batch) + 1 batch shapes. With a ``mesh`` (1-D, axis
+    ``"batch"``) every chunk is sharded over the mesh's devices and the shared arguments (weights, the image)
+    are replicated: data parallelism over local devices with the same results as one device.
     """
-    n = int(arrays[0].shape[0])
-    outs, start = [], 0
-    for k in batch_sizes(n, max_batch):
-        p = padded(k, max_batch)
-        chunk = []
-        for a in arrays:
-            c = a[start:start + k]
-            if p > k:
-                c = jnp.concatenate([jnp.asarray(c), jnp.repeat(jnp.asarray(c[:1]), p - k, axis=0)])
-            chunk.append(c)
-        res = fn(*shared, *chunk)
-        res = res if isinstance(res, tuple) else (res,)
-        outs.append([r[:k] for r in res])
-        start += k
-    return [jnp.concatenate([o[i] for o in outs]) if len(outs) > 1 else outs[0][i] for i in range(len(outs[0]))]
+
+    max_batch: int = 4
+    mesh: Mesh | None = None
+
+    @property
+    def n_devices(self) -> int:
+        return 1 if self.mesh is None else int(self.mesh.devices.size)
+
+    def chunk_size(self, k: int) -> int:
+        p = 1
+        while p < k:
+            p *= 2
+        p = min(p, max(self.max_batch, k))
+        return -(-p // self.n_devices) * self.n_devices  # a multiple of the device count
+
+    def _put(self, x, spec):
+        if self.mesh is None or isinstance(x, nnx.GraphDef):
+            return x
+        return jax.device_put(x, NamedSharding(self.mesh, spec))
+
+    def run(self, fn, arrays: tuple, *, shared: tuple = ()) -> list:
+        """``fn(*shared, *chunk)`` over chunks of ``arrays``; returns each output concatenated over all items."""
+        shared = tuple(self._put(a, P()) for a in shared)
+        n = int(arrays[0].shape[0])
+        outs, start = [], 0
+        while start < n:
+            k = min(n - start, self.max_batch)
+            p = self.chunk_size(k)
+            chunk = []
+            for a in arrays:
+                c = jnp.asarray(a[start:start + k])
+                if p > k:
+                    c = jnp.concatenate([c, jnp.repeat(c[:1], p - k, axis=0)])
+                chunk.append(self._put(c, P("batch")))
+            res = fn(*shared, *chunk)
+            res = res if isinstance(res, tuple) else (res,)
+            outs.append([r[:k] for r in res])
+            start += k
+        return [jnp.concatenate([o[i] for o in outs]) if len(outs) > 1 else outs[0][i] for i in range(len(outs[0]))]
 
 
-def midas_batched(graphdef, state, rgb: jax.Array, max_batch: int) -> jax.Array:
+def data_mesh(devices=None) -> Mesh:
+    """A 1-D mesh (axis ``"batch"``) over ``devices`` (default: all local devices)."""
+    devices = jax.local_devices() if devices is None else list(devices)
+    return Mesh(np.asarray(devices), ("batch",))
+
+
+def midas_batched(graphdef, state, rgb: jax.Array, batcher: Batcher) -> jax.Array:
     check_input(rgb)
-    return run_batched(midas_on_rgb, (rgb,), max_batch, shared=(graphdef, state))[0]
+    return batcher.run(midas_on_rgb, (rgb,), shared=(graphdef, state))[0]

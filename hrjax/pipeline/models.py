@@ -5,22 +5,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import jax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from hrjax.pipeline.device import Batcher
 
 from hrjax.weights.load import load_model
 
 
 @dataclass(frozen=True, eq=False)
 class Models:
+    """Both networks as (graphdef, state), and optionally the device mesh their batched work is sharded over
+    (weights replicated on every device of the mesh)."""
+
     midas_graphdef: nnx.GraphDef
     midas_state: nnx.State
     merge_graphdef: nnx.GraphDef
     merge_state: nnx.State
+    mesh: Mesh | None = None
+
+    def batcher(self, max_batch: int) -> Batcher:
+        return Batcher(max_batch, self.mesh)
+
+    def on_mesh(self, mesh: Mesh | None) -> "Models":
+        """The same models with their weights replicated over ``mesh`` (``None``: default device)."""
+        if mesh is None:
+            return Models(self.midas_graphdef, self.midas_state, self.merge_graphdef, self.merge_state)
+        rep = NamedSharding(mesh, PartitionSpec())
+        return Models(self.midas_graphdef, jax.device_put(self.midas_state, rep), self.merge_graphdef,
+                      jax.device_put(self.merge_state, rep), mesh)
 
 
 def load_models(weights_dir: Path | None = None, *, base_model: str = "midas_v21",
-                merge_model: str = "mergenet") -> Models:
-    """Load the base depth network and the merge network from the converted-weights store."""
+                merge_model: str = "mergenet", mesh: Mesh | None = None) -> Models:
+    """Load the base depth network and the merge network from the converted-weights store; with ``mesh``
+    (e.g. ``hrjax.pipeline.device.data_mesh()``) batched work is sharded over its devices."""
     mg, ms = load_model(base_model, weights_dir)
     gg, gs = load_model(merge_model, weights_dir)
-    return Models(mg, ms, gg, gs)
+    return Models(mg, ms, gg, gs).on_mesh(mesh)
