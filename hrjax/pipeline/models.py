@@ -38,9 +38,14 @@ class Models:
 
 
 def load_models(weights_dir: Path | None = None, *, base_model: str = "midas_v21",
-                merge_model: str = "mergenet", mesh: Mesh | None = None) -> Models:
-    """Load the base depth network and the merge network from the converted-weights store; with ``mesh``
-    (e.g. ``hrjax.pipeline.device.data_mesh()``) batched work is sharded over its devices."""
+                merge_model: str = "mergenet", merge_weights_dir: Path | None = None,
+                mesh: Mesh | None = None) -> Models:
+    """Load the base depth network and the merge network from the converted-weights store.
+
+    ``merge_weights_dir``: take the merge network from another store (e.g. one exported by
+    ``hrjax train-merge``); default: the same ``weights_dir``. With ``mesh`` (e.g.
+    ``hrjax.pipeline.device.data_mesh()``) batched work is sharded over its devices.
+    """
     mg, ms = load_model(base_model, weights_dir)
-    gg, gs = load_model(merge_model, weights_dir)
+    gg, gs = load_model(merge_model, merge_weights_dir if merge_weights_dir is not None else weights_dir)
     return Models(mg, ms, gg, gs).on_mesh(mesh)
