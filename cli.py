@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from enum import Enum
 from typing import Optional
 
 import typer
@@ -19,7 +20,7 @@ err = Console(stderr=True)
 out = Console()
 
 WeightsDir = typer.Option(None, "--weights-dir", help="Converted weights folder "
-                          "[default: $HRJAX_WEIGHTS_DIR, else weights/ of the checkout]")
+                          "\\[default: $HRJAX_WEIGHTS_DIR, else weights/ of the checkout]")
 
 
 def _weights_dir(value: Optional[Path]) -> Path:
@@ -74,7 +75,7 @@ def weights_list(weights_dir: Optional[Path] = WeightsDir):
 
 @weights_app.command("download")
 def weights_download(
-    model: Optional[list[str]] = typer.Option(None, "--model", help="Model(s) to fetch [default: all]"),
+    model: Optional[list[str]] = typer.Option(None, "--model", help="Model(s) to fetch \\[default: all]"),
     weights_dir: Optional[Path] = WeightsDir,
     keep_source: bool = typer.Option(False, "--keep-source", help="Keep the downloaded PyTorch file"),
 ):
@@ -114,6 +115,164 @@ def info(weights_dir: Optional[Path] = WeightsDir):
     out.print(f"weights dir {wd}: {', '.join(i.model for i in installed) or 'none installed'}")
     from hrjax.compile_cache import cache_dir
     out.print(f"compilation cache: {cache_dir()}")
+
+
+class Mode(str, Enum):
+    final = "final"
+    r20 = "r20"
+    r0 = "r0"
+
+
+class OutputResolution(str, Enum):
+    input = "input"
+    native = "native"
+
+
+class BaseModel(str, Enum):
+    midas_v21 = "midas_v21"
+
+
+class Platform(str, Enum):
+    cpu = "cpu"
+    gpu = "gpu"
+    tpu = "tpu"
+
+
+BOOST_HELP = ("Estimate high-resolution depth for images and folders of images (Boosting Monocular Depth).\n\n"
+              "Writes <output>/<stem>.png (16-bit, the reference's quantisation) and the other --save formats; "
+              "folder inputs keep their sub-folders under --output. Images whose requested outputs all exist "
+              "are skipped unless --overwrite, so an interrupted run resumes. A bad image (corrupt, not an "
+              "image, unreadable, too large) is reported as failed and the run goes on.")
+BOOST_EPILOG = ("Exit codes: 0 every image done or skipped; 1 at least one image failed (the others were "
+                "processed); 2 usage or setup error, nothing processed (bad option, no images found, missing "
+                "weights, unavailable device); 130 interrupted.")
+
+
+@app.command("boost", help=BOOST_HELP, epilog=BOOST_EPILOG)
+def boost_cmd(
+    inputs: list[Path] = typer.Argument(..., metavar="INPUT...", show_default=False,
+                                        help="Image files and/or folders of images"),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder (created if missing)"),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Also scan sub-folders of folder inputs "
+                                   "(their relative paths are kept under --output)"),
+    mode: Mode = typer.Option("final", "--mode", case_sensitive=False,
+                              help="final (double estimate + local boosting, the paper's result), r20 or r0 "
+                                   "(whole-image double estimate only)"),
+    max_res: Optional[float] = typer.Option(None, "--max-res", help="Cap on the long side of the Final target "
+                                            "image \\[default: no cap]", show_default=False),
+    output_resolution: OutputResolution = typer.Option(
+        "input", "--output-resolution", case_sensitive=False,
+        help="input (result at the input size) or native (internal size: 1024^2 for r0/r20)"),
+    model: BaseModel = typer.Option("midas_v21", "--model", case_sensitive=False,
+                                    help="Base depth network (only midas_v21 for now)"),
+    weights_dir: Optional[Path] = WeightsDir,
+    merge_weights: Optional[Path] = typer.Option(None, "--merge-weights", help="Weights folder holding the merge "
+                                                 "network to use instead (e.g. one exported by train-merge)"),
+    max_batch: int = typer.Option(4, "--max-batch", min=1, help="Most patches per network call (bounds device "
+                                  "memory; results do not depend on it)"),
+    save: list[str] = typer.Option(["png16"], "--save", help="Comma-separated outputs: png16 (<stem>.png, "
+                                   "16-bit like the reference), npy (<stem>.npy, float32 in [0, 1]), color "
+                                   "(<stem>_color.png, 8-bit INFERNO preview)"),
+    save_whole: bool = typer.Option(False, "--save-whole", help="Also write the whole-image double estimate "
+                                    "(resized like the result) to <output>/whole/<stem>.png"),
+    save_patches: bool = typer.Option(False, "--save-patches", help="Also write each patch's 1024^2 double "
+                                      "estimate to <output>/patches/<stem>_<id>.png (+ <stem>.json index); "
+                                      "recomputes the patch estimates, so it costs extra time"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo images whose requested outputs all exist "
+                                   "\\[default: skip them, so an interrupted run resumes]"),
+    device: Optional[Platform] = typer.Option(None, "--device", case_sensitive=False, show_default=False,
+                                              help="JAX platform: cpu, gpu or tpu \\[default: JAX's choice]"),
+    max_pixels: int = typer.Option(50_000_000, "--max-pixels", min=1, help="Larger images fail with a reason"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only failures"),
+    json_out: bool = typer.Option(False, "--json", help="One JSON record per image on stdout (input, key, "
+                                  "status, R, K, n_patches, factor, input_shape, timings, outputs, error); "
+                                  "human text always goes to stderr"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Persistent JAX compilation cache "
+                                             "\\[default: $HRJAX_CACHE_DIR, else ~/.cache/hrjax/"
+                                             "jax-compilation-cache]", show_default=False),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the persistent compilation cache"),
+):
+    """Boost a folder run; the work lives in hrjax.runner, this function only checks and wires the options."""
+    import math
+    import time
+
+    from rich.markup import escape
+
+    from hrjax import runner
+
+    t0 = time.perf_counter()
+
+    def usage(msg: str) -> typer.Exit:
+        err.print(f"[red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
+        return typer.Exit(runner.EXIT_USAGE)
+
+    mode, output_resolution, model = mode.value, output_resolution.value, model.value
+    device = device.value if device is not None else None
+    if max_res is not None and not max_res > 0:
+        raise usage("--max-res must be positive")
+    if no_cache and cache_dir is not None:
+        raise usage("--cache-dir and --no-cache exclude each other")
+    try:
+        formats = runner.parse_save(save)
+    except runner.UsageError as e:
+        raise usage(str(e))
+    if output.exists() and not output.is_dir():
+        raise usage(f"--output {output} exists and is not a folder")
+    from hrjax.pipeline.config import BoostConfig
+    try:
+        config = BoostConfig(mode=mode, max_res=math.inf if max_res is None else max_res,
+                             output_resolution=output_resolution, max_batch=max_batch)
+    except ValueError as e:
+        raise usage(str(e))
+
+    wd = _weights_dir(weights_dir)
+    missing = runner.missing_weights_message(wd, weights_dir, (model,) if merge_weights else (model, "mergenet"))
+    if not missing and merge_weights is not None:
+        missing = runner.missing_weights_message(merge_weights, merge_weights, ("mergenet",))
+    if missing:
+        raise usage(missing)
+
+    jobs = runner.collect_inputs(inputs, recursive=recursive, output=output)
+    if not jobs:
+        raise usage(f"no images found in {', '.join(map(str, inputs))} (extensions: "
+                    f"{' '.join(runner.IMAGE_EXTENSIONS)}{'' if recursive else '; --recursive for sub-folders'})")
+    opts = runner.RunOptions(output=output, save=formats, save_whole=save_whole, save_patches=save_patches,
+                             overwrite=overwrite, max_pixels=max_pixels)
+
+    def emit(rec):
+        if json_out:
+            print(rec.to_json(), flush=True)
+
+    reporter = runner.Reporter(err, total=len(jobs), quiet=quiet)
+    try:
+        with reporter:
+            reporter.message(f"{len(jobs)} image(s) -> {output} (mode {mode}, weights {wd})")
+            records = runner.run(jobs, opts, config, weights_dir=wd, model=model, merge_weights_dir=merge_weights,
+                                 platform=device,
+                                 cache_dir=False if no_cache else cache_dir, reporter=reporter, emit=emit)
+    except runner.UsageError as e:
+        raise usage(str(e))
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]; finished images are kept, run again to resume")
+        raise typer.Exit(runner.EXIT_INTERRUPTED)
+    c = runner.summarize(records)
+    if not quiet or c["failed"]:
+        colour = "red" if c["failed"] else "green"
+        err.print(f"[{colour}]{len(records)} image(s): {c['done']} done, {c['skipped']} skipped, "
+                  f"{c['failed']} failed[/] in {runner.fmt_seconds(time.perf_counter() - t0)}", highlight=False)
+    raise typer.Exit(runner.exit_code(records))
+
+
+def _register_subcommands() -> None:
+    """Commands that live with their subsystems (evaluation, training)."""
+    from hrjax.eval.cli import register as register_evaluate
+    from hrjax.train.cli import register as register_train
+
+    register_evaluate(app)
+    register_train(app)
+
+
+_register_subcommands()
 
 
 def main():

@@ -1,3 +1,35 @@
-"""hrjax: high-resolution monocular depth in JAX (Boosting Monocular Depth, Miangoleh et al. CVPR 2021)."""
+"""hrjax: high-resolution monocular depth in JAX (Boosting Monocular Depth, Miangoleh et al. CVPR 2021).
+
+Top-level API (imported lazily, so ``import hrjax`` stays cheap and does not import jax)::
+
+    import hrjax
+    models = hrjax.load_models()                      # converted weights, see `hrjax weights download`
+    result = hrjax.boost(models, image, hrjax.BoostConfig(mode="final"))
+    result.depth                                      # (H, W) float32 relative inverse depth in [0, 1]
+"""
 
 __version__ = "0.1.0"
+
+__all__ = ["boost", "BoostConfig", "BoostResult", "load_models", "__version__"]
+
+_LAZY = {
+    "boost": ("hrjax.pipeline.boost", "boost"),
+    "BoostResult": ("hrjax.pipeline.boost", "BoostResult"),
+    "BoostConfig": ("hrjax.pipeline.config", "BoostConfig"),
+    "load_models": ("hrjax.pipeline.models", "load_models"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hrjax' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,541 @@
+"""Folder runs of ``hrjax boost``: input discovery, output naming, resume, per-image error isolation.
+
+Nothing here imports jax/flax at module import: the cheap checks (options, weights present, inputs) run first
+so that a misconfigured call fails at once; jax is imported only when an image actually has to be processed.
+
+Exit codes of a run: :data:`EXIT_OK` (0) every image done or skipped, :data:`EXIT_FAILED` (1) at least one
+image failed (the others were still processed), :data:`EXIT_USAGE` (2) usage or setup error, nothing was
+processed (bad option, no images found, missing/corrupt weights, unavailable device). 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+SAVE_FORMATS = ("png16", "npy", "color")
+REQUIRED_MODELS = ("midas_v21", "mergenet")  # base network + merge network
+BASE_MODELS = ("midas_v21",)
+WHOLE_DIR, PATCHES_DIR = "whole", "patches"
+DEFAULT_MAX_PIXELS = 50_000_000
+
+# The official checkpoint file name of each model, as in hrjax.weights.catalog (which imports flax, so it is
+# mirrored here for the fast missing-weights path; tests/test_cli.py checks the two agree).
+_CHECKPOINT_FILE = {"midas_v21": "midas_v21-f6b98070.pt", "mergenet": "latest_net_G.pth"}
+
+
+class UsageError(Exception):
+    """A problem with the command line or the setup: reported with exit code 2 before any image is processed."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# options
+
+
+def parse_save(values: Iterable[str]) -> tuple[str, ...]:
+    """``--save png16,npy`` (repeatable, comma separated) -> ordered unique formats."""
+    out: list[str] = []
+    for v in values:
+        for f in v.split(","):
+            f = f.strip().lower()
+            if not f:
+                continue
+            if f not in SAVE_FORMATS:
+                raise UsageError(f"unknown --save format '{f}'; choose from {', '.join(SAVE_FORMATS)}")
+            if f not in out:
+                out.append(f)
+    if not out:
+        raise UsageError(f"--save needs at least one of {', '.join(SAVE_FORMATS)}")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    output: Path
+    save: tuple[str, ...] = ("png16",)
+    save_whole: bool = False
+    save_patches: bool = False
+    overwrite: bool = False
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+
+
+# ---------------------------------------------------------------------------------------------------------
+# missing weights (no flax/jax import on this path)
+
+
+def fix_it_commands(model: str, weights_dir: Path | None = None) -> str:
+    """Same text as :func:`hrjax.weights.load.fix_it_commands`, without importing flax."""
+    wd = f" --weights-dir {weights_dir}" if weights_dir is not None else ""
+    file_name = _CHECKPOINT_FILE[model]
+    return (f"  hrjax weights download --model {model}{wd}\n"
+            f"or, with a manually downloaded {file_name}:\n"
+            f"  hrjax weights convert --model {model} --source PATH/TO/{file_name}{wd}")
+
+
+def missing_weights_message(weights_dir: Path, explicit_dir: Path | None, models: Iterable[str]) -> str | None:
+    """None when every model in ``models`` is installed in ``weights_dir``, else the error with fix-it commands."""
+    from hrjax.weights.store import list_installed
+
+    installed = {i.model for i in list_installed(weights_dir)}
+    missing = [m for m in models if m not in installed]
+    if not missing:
+        return None
+    lines = [f"missing model weights in {weights_dir}: {', '.join(missing)}"]
+    for m in missing:
+        lines.append(f"To install {m}:\n{fix_it_commands(m, explicit_dir)}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# inputs and output names
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    key: str                      # output name without extension, POSIX-relative to --output ("sub/name")
+    error: str | None = None      # set for inputs that are known bad before reading (missing path, ...)
+
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    if folder is None:
+        return False
+    try:
+        path.resolve().relative_to(folder)
+        return True
+    except ValueError:
+        return False
+
+
+def _scan_folder(folder: Path, recursive: bool, exclude: Path | None,
+                 errors: list[tuple[Path, str]]) -> list[tuple[Path, PurePosixPath]]:
+    """Image files of ``folder`` (hidden files/folders and anything under ``exclude`` left out), with their
+    path relative to ``folder``."""
+    found: list[tuple[Path, PurePosixPath]] = []
+
+    def onerror(e: OSError):
+        errors.append((Path(e.filename) if e.filename else folder, f"cannot list folder: {e.strerror or e}"))
+
+    for root, dirs, files in os.walk(folder, onerror=onerror, followlinks=False):
+        rootp = Path(root)
+        if _inside(rootp, exclude):
+            dirs[:] = []
+            continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+        for f in files:
+            if f.startswith(".") or not is_image_name(f):
+                continue
+            p = rootp / f
+            if _inside(p, exclude):
+                continue
+            found.append((p, PurePosixPath(p.relative_to(folder).as_posix())))
+    return found
+
+
+def collect_inputs(inputs: Iterable[Path], recursive: bool = False, output: Path | None = None) -> list[Job]:
+    """Expand files and folders into jobs with unique, deterministic output keys.
+
+    Folder inputs keep their sub-folders (relative to the folder given) under ``--output``; files named
+    explicitly use their stem. Folders are scanned for the extensions in :data:`IMAGE_EXTENSIONS`
+    (case-insensitive), in sorted order; explicitly named files are taken whatever their extension. Files
+    under ``output`` are never picked up from a scanned folder, so an output folder inside the input folder
+    does not feed itself. Clashing keys are made unique: names that differ only by extension get it appended
+    (``a.png``, ``a.jpg`` -> ``a_png``, ``a_jpg``), any remaining clash (the same name from two inputs, names
+    differing only in case) a counter (``a``, ``a_2``) in input order. The top-level folder names ``whole``
+    and ``patches`` are reserved for --save-whole and --save-patches; such input sub-folders get a trailing
+    underscore.
+    """
+    exclude = Path(output).resolve() if output is not None else None
+    raw: list[tuple[Path, PurePosixPath, str | None]] = []
+    seen: set[Path] = set()
+    for inp in inputs:
+        inp = Path(inp)
+        if inp.is_dir():
+            errors: list[tuple[Path, str]] = []
+            entries = sorted(_scan_folder(inp, recursive, exclude, errors), key=lambda e: e[1].as_posix())
+            for p, rel in entries:
+                r = p.resolve()
+                if r not in seen:
+                    seen.add(r)
+                    raw.append((p, rel, None))
+            for p, msg in errors:
+                raw.append((p, PurePosixPath(p.name or "input"), msg))
+        elif inp.exists() or inp.is_symlink():
+            r = inp.resolve()
+            if r not in seen:
+                seen.add(r)
+                raw.append((inp, PurePosixPath(inp.name), None))
+        else:
+            raw.append((inp, PurePosixPath(inp.name or "input"), "no such file or directory"))
+
+    def base_key(rel: PurePosixPath) -> PurePosixPath:
+        parts = list(rel.parent.parts) + [rel.stem or rel.name]
+        if len(parts) > 1 and parts[0].casefold() in (WHOLE_DIR, PATCHES_DIR):
+            parts[0] += "_"
+        return PurePosixPath(*parts)
+
+    keys = [base_key(rel) for _, rel, _ in raw]
+    exts: dict[str, set[str]] = {}
+    for k, (_, rel, _) in zip(keys, raw):
+        exts.setdefault(k.as_posix().casefold(), set()).add(rel.suffix.lower())
+    # names that clash across different extensions: add the extension
+    keys = [k.with_name(f"{k.name}_{rel.suffix.lstrip('.').lower()}")
+            if len(exts[k.as_posix().casefold()]) > 1 and rel.suffix else k
+            for k, (_, rel, _) in zip(keys, raw)]
+    # still clashing (same name and extension): counter in input order
+    taken: set[str] = set()
+    jobs = []
+    for k, (p, _, err) in zip(keys, raw):
+        cand, n = k, 1
+        while cand.as_posix().casefold() in taken:
+            n += 1
+            cand = k.with_name(f"{k.name}_{n}")
+        taken.add(cand.as_posix().casefold())
+        jobs.append(Job(p, cand.as_posix(), err))
+    return jobs
+
+
+def output_paths(opts: RunOptions, job: Job) -> dict[str, Path]:
+    """The requested single-file outputs of a job: ``png16``/``npy``/``color`` and ``whole``."""
+    base = Path(opts.output) / job.key
+    names = {"png16": base.with_name(base.name + ".png"), "npy": base.with_name(base.name + ".npy"),
+             "color": base.with_name(base.name + "_color.png")}
+    out = {f: names[f] for f in opts.save}
+    if opts.save_whole:
+        out["whole"] = Path(opts.output) / WHOLE_DIR / (job.key + ".png")
+    return out
+
+
+def patches_index_path(opts: RunOptions, job: Job) -> Path:
+    return Path(opts.output) / PATCHES_DIR / (job.key + ".json")
+
+
+def patch_path(opts: RunOptions, job: Job, patch_id: int) -> Path:
+    return Path(opts.output) / PATCHES_DIR / f"{job.key}_{patch_id:04d}.png"
+
+
+def is_complete(opts: RunOptions, job: Job) -> bool:
+    """Every requested output of ``job`` exists (the resume rule: such an image is skipped)."""
+    if not all(p.is_file() for p in output_paths(opts, job).values()):
+        return False
+    if opts.save_patches:
+        idx = patches_index_path(opts, job)
+        try:
+            files = json.loads(idx.read_text())["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return all((idx.parent / f).is_file() for f in files)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------------
+# processing
+
+
+@dataclass
+class ImageRecord:
+    input: str
+    key: str
+    status: str                              # "done" | "skipped" | "failed"
+    R: int | None = None
+    K: float | None = None
+    n_patches: int | None = None
+    factor: float | None = None
+    input_shape: list[int] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> str:
+        d = dict(self.__dict__)
+        d["timings"] = {k: round(float(v), 4) for k, v in self.timings.items()}
+        return json.dumps(d)
+
+
+def _resize_cubic(depth: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    import cv2
+    if depth.shape == tuple(hw):
+        return depth
+    return cv2.resize(np.asarray(depth, np.float32), (hw[1], hw[0]), interpolation=cv2.INTER_CUBIC)
+
+
+def whole_estimate(result) -> np.ndarray:
+    """The whole-image double estimate W with the result's resize rule (SPEC 1.3 steps 4-5)."""
+    if not result.plan.boost:
+        return result.depth  # r0/r20 (or max_res < R): the result is W itself
+    w = np.asarray(result.intermediates["whole_double"], np.float32)
+    if result.config.output_resolution == "native":
+        return w
+    return _resize_cubic(w, tuple(result.plan.input_shape[:2]))
+
+
+def patch_doubles(models, plan, config, chunk: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Each patch's 1024^2 double estimate (SPEC 5.4 step 3) as ``(patch_id, map)``, in merge order.
+
+    ``boost`` keeps only the first patch's double estimate, so this recomputes them from the plan with the
+    pipeline's own stages (same crops, same batched calls); ``chunk`` patches at a time bound the memory.
+    """
+    import jax.numpy as jnp
+
+    from hrjax.pipeline import device
+    from hrjax.pipeline.boost import Crop, single_estimates
+
+    if not plan.boost or plan.n_patches == 0:
+        return
+    hs, ws = plan.mergein_shape
+    crops = [Crop(int(y), int(x), int(min(y + hh, hs) - y), int(min(x + ww, ws) - x))
+             for x, y, ww, hh in plan.rects_scaled]
+    img_out = jnp.asarray(plan.img_out, jnp.float32)
+    step = chunk or 4 * config.max_batch
+    for s in range(0, len(crops), step):
+        part = crops[s:s + step]
+        low = single_estimates(models, img_out, part, config.receptive_field, config, keep_at_crop=False)
+        high = single_estimates(models, img_out, part, config.patch_netsize, config, keep_at_crop=False)
+        pe = models.batcher(config.max_batch).run(device.double_from_estimates, (low.at_merge, high.at_merge),
+                                                  shared=(models.merge_graphdef, models.merge_state))[0]
+        pe = np.asarray(pe, np.float32)
+        for j in range(len(part)):
+            yield int(plan.patch_ids[s + j]), pe[j]
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def process_image(models, job: Job, config, opts: RunOptions, progress: Progress | None = None) -> ImageRecord:
+    """Read, boost and write one image. Any failure is caught and returned as a ``failed`` record."""
+    from hrjax import io
+    from hrjax.pipeline.boost import boost
+
+    rec = ImageRecord(input=str(job.source), key=job.key, status="failed")
+    t0 = time.perf_counter()
+    try:
+        if job.error:
+            raise io.ImageReadError(job.error)
+        img = io.read_image(job.source, max_pixels=opts.max_pixels)
+        rec.input_shape = [int(img.shape[0]), int(img.shape[1])]
+        rec.timings["read"] = time.perf_counter() - t0
+        result = boost(models, img, config, keep_intermediates=opts.save_whole, progress=progress)
+        p = result.plan
+        rec.R, rec.K, rec.n_patches = int(p.R), float(p.K), int(p.n_patches)
+        rec.factor = float(p.factor) if p.factor is not None else None
+        rec.timings.update({k: float(v) for k, v in result.timings.items()})
+        t = time.perf_counter()
+        written: list[Path] = []
+        paths = output_paths(opts, job)
+        if "whole" in paths:
+            io.write_png16(paths["whole"], whole_estimate(result))
+            written.append(paths["whole"])
+        if opts.save_patches:
+            tp = time.perf_counter()
+            if progress:
+                progress("saving patches", 0, p.n_patches)
+            files = []
+            for i, (pid, m) in enumerate(patch_doubles(models, p, config)):
+                path = patch_path(opts, job, pid)
+                io.write_png16(path, m)
+                written.append(path)
+                files.append(path.name)
+                if progress:
+                    progress("saving patches", i + 1, p.n_patches)
+            idx = patches_index_path(opts, job)
+            index = {"input": str(job.source), "files": files, "patch_ids": [int(i) for i in p.patch_ids],
+                     "rects_target": p.rects_target.tolist(), "rects_scaled": p.rects_scaled.tolist(),
+                     "mergein_shape": list(p.mergein_shape) if p.mergein_shape else None}
+            io.atomic_write_bytes(idx, (json.dumps(index) + "\n").encode())
+            written.append(idx)
+            rec.timings["save_patches"] = time.perf_counter() - tp
+        # the main result last: its presence marks a finished image
+        writers = {"npy": io.write_npy, "color": io.write_color, "png16": io.write_png16}
+        for f in ("npy", "color", "png16"):
+            if f in paths:
+                writers[f](paths[f], result.depth)
+                written.append(paths[f])
+        rec.timings["write"] = time.perf_counter() - t
+        rec.outputs = [str(w) for w in written]
+        rec.status = "done"
+    except io.ImageReadError as e:
+        rec.error = str(e)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except MemoryError:
+        rec.error = "out of memory (try a smaller --max-res or --max-batch)"
+    except Exception as e:  # noqa: BLE001 - one bad image must not stop a folder run
+        rec.error = f"{type(e).__name__}: {e}"
+    rec.timings["wall"] = time.perf_counter() - t0
+    return rec
+
+
+def select_device(platform: str | None):
+    """Pick the JAX platform (before jax initialises its backends when possible); returns the device to use,
+    or None for JAX's default. Raises UsageError when the platform is not available."""
+    import jax
+
+    if platform is None:
+        return None
+    try:
+        from jax._src import xla_bridge
+        if not xla_bridge.backends_are_initialized():
+            jax.config.update("jax_platforms", platform)
+    except ImportError:  # pragma: no cover - private API moved
+        pass
+    try:
+        devices = jax.devices(platform)
+    except RuntimeError as e:
+        raise UsageError(f"--device {platform}: no {platform} device available to JAX "
+                         f"({str(e).splitlines()[0]})") from None
+    if not devices:
+        raise UsageError(f"--device {platform}: no {platform} device available to JAX")
+    return devices[0]
+
+
+def summarize(records: list[ImageRecord]) -> dict[str, int]:
+    c = {"done": 0, "skipped": 0, "failed": 0}
+    for r in records:
+        c[r.status] += 1
+    return c
+
+
+def exit_code(records: list[ImageRecord]) -> int:
+    return EXIT_FAILED if any(r.status == "failed" for r in records) else EXIT_OK
+
+
+def fmt_seconds(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    if s < 60:
+        return f"{s:.1f} s"
+    m, s = divmod(int(round(s)), 60)
+    return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m{s:02d}s"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the folder run
+
+
+class Reporter:
+    """Human progress on a rich console (stderr): a live bar on a terminal, one line per image otherwise.
+    ``quiet`` keeps only the failures."""
+
+    def __init__(self, console, total: int, quiet: bool = False):
+        self.console, self.total, self.quiet = console, total, quiet
+        self.live = console.is_terminal and not quiet
+        self._progress = None
+        self._task = None
+        self._label = ""
+
+    def __enter__(self):
+        if self.live:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                                       TimeElapsedColumn)
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                      MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
+                                      transient=True)
+            self._progress.__enter__()
+            self._task = self._progress.add_task("images", total=self.total)
+        return self
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+            self._progress = None
+
+    def message(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text, highlight=False, soft_wrap=True, markup=False)
+
+    def start(self, i: int, job: Job) -> None:
+        from rich.markup import escape
+        self._label = escape(f"[{i + 1}/{self.total}] {job.key}")
+        if self._progress is not None:
+            self._progress.update(self._task, description=f"{self._label}: reading")
+
+    def stage(self, stage: str, done: int, total: int) -> None:
+        if self._progress is None:
+            return
+        what = f"{total} patches" if stage == "patches" else stage
+        if stage == "saving patches":
+            what = f"saving patches {done}/{total}"
+        self._progress.update(self._task, description=f"{self._label}: {what}")
+
+    def finish(self, rec: ImageRecord) -> None:
+        if rec.status == "failed":
+            from rich.markup import escape
+            self.console.print(f"[red]failed[/] {self._label}: {escape(rec.error or '')}", highlight=False,
+                               soft_wrap=True)
+        elif not self.quiet:
+            if rec.status == "skipped":
+                self.console.print(f"[dim]skipped[/] {self._label} (outputs exist; --overwrite to redo)",
+                                   highlight=False, soft_wrap=True)
+            else:
+                shape = "x".join(str(s) for s in (rec.input_shape or [])[::-1])
+                self.console.print(f"[green]done[/] {self._label}: {shape}, R={rec.R}, K={rec.K:.3f}, "
+                                   f"{rec.n_patches} patches, {fmt_seconds(rec.timings.get('wall', 0.0))}",
+                                   highlight=False, soft_wrap=True)
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+
+def _quiet_opencv() -> None:
+    """OpenCV logs decoder warnings (e.g. "PNG input buffer is incomplete") on stderr; the failure is reported
+    with its reason anyway."""
+    try:
+        import cv2
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except (ImportError, AttributeError):  # pragma: no cover
+        pass
+
+
+def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: str = "midas_v21",
+        merge_weights_dir: Path | None = None, platform: str | None = None, cache_dir: Path | None | bool = None, reporter: Reporter,
+        emit: Callable[[ImageRecord], None] | None = None) -> list[ImageRecord]:
+    """Process ``jobs`` in order; returns one record per job. Raises UsageError (before any image is
+    processed) when the device or the weights are unusable. ``cache_dir``: None = the default persistent
+    compilation cache, False = none, a path = that folder."""
+    _quiet_opencv()
+    records: list[ImageRecord] = []
+    pending = [opts.overwrite or not is_complete(opts, j) for j in jobs]
+    models = dev = None
+    if any(pending):
+        dev = select_device(platform)
+        if cache_dir is not False:
+            from hrjax import compile_cache
+            compile_cache.enable(cache_dir if cache_dir is not None else None)
+        from hrjax.pipeline.models import load_models
+        from hrjax.weights.store import WeightsError
+        try:
+            models = load_models(weights_dir, base_model=model, merge_weights_dir=merge_weights_dir)
+        except WeightsError as e:
+            raise UsageError(str(e)) from None
+
+    import contextlib
+    ctx = contextlib.nullcontext()
+    if dev is not None:
+        import jax
+        ctx = jax.default_device(dev)
+    with ctx:
+        for i, (job, todo) in enumerate(zip(jobs, pending)):
+            reporter.start(i, job)
+            if todo:
+                rec = process_image(models, job, config, opts, progress=reporter.stage)
+            else:
+                rec = ImageRecord(input=str(job.source), key=job.key, status="skipped",
+                                  outputs=[str(p) for p in output_paths(opts, job).values()])
+            records.append(rec)
+            reporter.finish(rec)
+            if emit is not None:
+                emit(rec)
+    return records
