@@ -40,13 +40,23 @@ def golden() -> Path:
     return g
 
 
-@pytest.fixture(scope="session")
-def synth(golden):
-    """The golden folder's synth_weights module (numpy-only weight rule, README section 2)."""
-    spec = importlib.util.spec_from_file_location("synth_weights", golden / "synth_weights.py")
+def _golden_module(golden: Path, filename: str, name: str):
+    spec = importlib.util.spec_from_file_location(name, golden / filename)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+@pytest.fixture(scope="session")
+def synth(golden):
+    """The golden folder's synth_weights module (numpy-only weight rule, README section 2)."""
+    return _golden_module(golden, "synth_weights.py", "synth_weights")
+
+
+@pytest.fixture(scope="session")
+def golden_compare(golden):
+    """The golden folder's compare.py (the tolerance table of README section 6)."""
+    return _golden_module(golden, "compare.py", "golden_compare")
 
 
 def _synthetic_checkpoint(tmp_path_factory, golden, synth, manifest: str, name: str) -> Path:

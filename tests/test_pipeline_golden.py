@@ -1,7 +1,6 @@
 """The whole pipeline against the reference goldens (golden README 5 and 6): bookkeeping exact, maps within
 the tolerance table of compare.py."""
 
-import importlib.util
 import json
 
 import cv2
@@ -22,14 +21,6 @@ def models(weights_dir):
     return load_models(weights_dir)
 
 
-@pytest.fixture(scope="module")
-def compare(golden):
-    spec = importlib.util.spec_from_file_location("golden_compare", golden / "compare.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def candidate(result):
     p = result.plan
     c = dict(result.intermediates)
@@ -45,7 +36,8 @@ def candidate(result):
 
 
 @pytest.mark.parametrize("name,mode", CASES)
-def test_pipeline_matches_reference(golden, compare, models, name, mode, capsys):
+def test_pipeline_matches_reference(golden, golden_compare, models, name, mode, capsys):
+    compare = golden_compare
     gold = np.load(golden / "pipeline" / f"{name}_{mode}.npz")
     options = json.loads(str(gold["options_json"]))
     max_res = options["max_res"] if options["max_res"] is not None else float("inf")
