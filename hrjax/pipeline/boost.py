@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hrjax.ops.crop import batched_crop_resize, stack_crop_resize_matrices
 from hrjax.ops.mask import patch_mask
 from hrjax.pipeline import device
 from hrjax.pipeline.config import BoostConfig
@@ -41,6 +42,11 @@ class Crop:
     x: int
     h: int
     w: int
+
+    @property
+    def rect(self) -> tuple[int, int, int, int]:
+        """``[x, y, w, h]``, the reference's rect order."""
+        return self.x, self.y, self.w, self.h
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,11 +88,10 @@ def single_estimates(models: Models, image: jax.Array, crops: list[Crop], msize:
         idx = [i for i, s in enumerate(net) if s == shape]
         nh, nw = shape
         group = [crops[i] for i in idx]
-        # the reference resizes the float64 RGB crop (generic path), then float32 maps (SPEC 3.2 steps 1, 4)
-        ay = np.stack([device.crop_resize_rows(c.y, c.h, H, nh, "generic") for c in group])
-        ax = np.stack([device.crop_resize_rows(c.x, c.w, W, nw, "generic") for c in group])
+        # the reference resizes the float64 RGB crop, then float32 maps (SPEC 3.2 steps 1, 4)
+        ay, ax = stack_crop_resize_matrices([c.rect for c in group], (H, W), shape, cv_dtype=np.float64, channels=3)
         batcher = models.batcher(cfg.max_batch)
-        rgb = batcher.run(device.crop_resize_image, (ay, ax), shared=(image,))[0]
+        rgb = batcher.run(batched_crop_resize, (ay, ax), shared=(image,))[0]
         depth = device.midas_batched(models.midas_graphdef, models.midas_state, rgb, batcher)
         hc = device.canvas_size(max(c.h for c in group), canvas_quantum)
         wc = device.canvas_size(max(c.w for c in group), canvas_quantum)
@@ -111,10 +116,8 @@ def _resize_map(m: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
     h, w = m.shape
     if (h, w) == tuple(out_hw):
         return m
-    v = device.variant(np.float32, (h, w))
-    ay = device.crop_resize_rows(0, h, h, out_hw[0], v)[None]
-    ax = device.crop_resize_rows(0, w, w, out_hw[1], v)[None]
-    return device.crop_resize_map(m, ay, ax)[0]
+    ay, ax = stack_crop_resize_matrices([(0, 0, w, h)], (h, w), tuple(out_hw))
+    return batched_crop_resize(m, ay, ax)[0]
 
 
 def boost(models: Models, image: np.ndarray, config: BoostConfig = BoostConfig(), *,
@@ -204,10 +207,9 @@ def _local_boost(models: Models, whole_double: jax.Array, p: Plan, config: Boost
         result.midas_calls += [(c.h, c.w, rf), (c.h, c.w, config.patch_netsize)]
         result.net_shapes += [s_low, s_high]
     pe = batcher.run(device.double_from_estimates, (p_low.at_merge, p_high.at_merge), shared=(mg, ms))[0]
-    v_base = [device.variant(np.float32, (c.h, c.w)) for c in crops]  # float32 base crops (SPEC 5.4 step 4)
-    ey = np.stack([device.crop_resize_rows(c.y, c.h, hs, device.MERGE_SIZE, v) for c, v in zip(crops, v_base)])
-    ex = np.stack([device.crop_resize_rows(c.x, c.w, ws, device.MERGE_SIZE, v) for c, v in zip(crops, v_base)])
-    b1 = batcher.run(device.crop_resize_map, (ey, ex), shared=(e_base,))[0]
+    # float32 base crops -> 1024^2 (SPEC 5.4 step 4)
+    ey, ex = stack_crop_resize_matrices([c.rect for c in crops], (hs, ws))
+    b1 = batcher.run(batched_crop_resize, (ey, ex), shared=(e_base,))[0]
     m, alpha, beta = batcher.run(device.merge_into_base, (b1, pe), shared=(mg, ms))
     result.merge_calls += 2 * n
     report("patches", 3 * n // 4, n)

@@ -1,7 +1,7 @@
 """Batched, jitted device work of the pipeline: crop+resize operators, network passes, merges, alignment.
 
 Every OpenCV-exact resize is a pair of dense interpolation matrices built on the host (``resize_matrix``); a
-crop followed by a resize is the same pair with zeros outside the crop, and a resize to a size that differs
+crop followed by a resize is the same pair with zeros outside the crop (``hrjax.ops.crop``), and a resize to a size that differs
 per patch is written into a fixed canvas with zero rows beyond the patch. So the N patches of an image become
 fixed-shape stacks of operators and each stage is one batched einsum or network call (SPEC 11). The
 network functions are jitted separately from the cheap resize einsums, so a new image size recompiles only
@@ -38,13 +38,6 @@ def variant(dtype, src_hw: tuple[int, int], channels: int = 1) -> Variant:
     return cv2_variant("cubic", dtype, src_hw, channels)
 
 
-def crop_resize_rows(start: int, length: int, total: int, n_out: int, var: Variant) -> np.ndarray:
-    """(n_out, total): rows ``start .. start+length-1`` of a ``total``-row map, CUBIC-resized to n_out."""
-    m = np.zeros((n_out, total), np.float32)
-    m[:, start:start + length] = resize_matrix(length, n_out, "cubic", var)
-    return m
-
-
 def resize_into_canvas(n_in: int, n_out: int, canvas: int, var: Variant) -> np.ndarray:
     """(canvas, n_in): CUBIC resize n_in -> n_out written to the first n_out rows; the rest is zero."""
     m = np.zeros((canvas, n_in), np.float32)
@@ -67,23 +60,9 @@ def canvas_size(n: int, quantum: int = 64) -> int:
 # --- device: small jitted kernels --------------------------------------------------------------------------
 
 @jax.jit
-def crop_resize_image(image: jax.Array, ay: jax.Array, ax: jax.Array) -> jax.Array:
-    """(N, h, H) @ (H, W, C) @ (N, w, W)^T -> (N, h, w, C)."""
-    t = jnp.einsum("nah,hwc->nawc", ay, image, precision=HIGHEST)
-    return jnp.einsum("nawc,nbw->nabc", t, ax, precision=HIGHEST)
-
-
-@jax.jit
 def resize_maps(ay: jax.Array, maps: jax.Array, ax: jax.Array) -> jax.Array:
     """Per-sample (N, A, h) @ (N, h, w) @ (N, B, w)^T -> (N, A, B)."""
     t = jnp.einsum("nah,nhw->naw", ay, maps, precision=HIGHEST)
-    return jnp.einsum("naw,nbw->nab", t, ax, precision=HIGHEST)
-
-
-@jax.jit
-def crop_resize_map(m: jax.Array, ay: jax.Array, ax: jax.Array) -> jax.Array:
-    """One shared map: (N, A, H) @ (H, W) @ (N, B, W)^T -> (N, A, B)."""
-    t = jnp.einsum("nah,hw->naw", ay, m, precision=HIGHEST)
     return jnp.einsum("naw,nbw->nab", t, ax, precision=HIGHEST)
 
 
