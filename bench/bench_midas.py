@@ -1,6 +1,7 @@
 """MiDaS v2.1 large: one jitted forward on this machine next to the same network in PyTorch.
 
     python bench/bench_midas.py [--size 384] [--threads 2] [--repeats 3] [--golden DIR]
+                                [--grouped-impl auto|native|split ...]
 
 Prints the compile time (first call) and the warm time of one 1 x size x size pass in hrjax (jitted) and
 PyTorch (eager, no_grad, ``torch.set_num_threads``), with the same synthetic weights, and the max difference.
@@ -108,12 +109,17 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--golden", type=Path, default=ROOT.parent / "shared" / "golden")
+    ap.add_argument("--grouped-impl", nargs="+", default=["auto"],
+                    help="grouped-conv formulations to time (hrjax.models.layers.GROUPED_IMPLS)")
     a = ap.parse_args()
 
     import jax
     import jax.numpy as jnp
     import torch
 
+    from flax import nnx
+
+    from hrjax.models.layers import set_grouped_impl
     from hrjax.models.midas_v21 import predictor
     from hrjax.weights.load import state_from_torch_tensors
 
@@ -125,29 +131,35 @@ def main():
     graphdef, state = state_from_torch_tensors("midas_v21", tensors)
     net = torch_midas().eval()
     net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}, strict=True)
-    predict = predictor(graphdef)
+    predicts = {impl: predictor(nnx.split(set_grouped_impl(nnx.merge(graphdef, state), impl))[0])
+                for impl in a.grouped_impl}
 
     x = np.random.default_rng(0).standard_normal((1, 3, a.size, a.size)).astype(np.float32)
     xj = jnp.asarray(x.transpose(0, 2, 3, 1))
-    t0 = time.perf_counter()
-    out = np.asarray(predict(state, xj))
-    compile_s = time.perf_counter() - t0
+    compile_s, outs = {}, {}
+    for impl, predict in predicts.items():
+        t0 = time.perf_counter()
+        outs[impl] = np.asarray(predict(state, xj))
+        compile_s[impl] = time.perf_counter() - t0
     xt = torch.from_numpy(x)
-    ts = {"hrjax": [], "torch": []}
+    ts = {name: [] for name in [*predicts, "torch"]}
     with torch.no_grad():
         ref = net(xt).numpy()
         for _ in range(a.repeats):
-            t0 = time.perf_counter()
-            predict(state, xj).block_until_ready()
-            ts["hrjax"].append(time.perf_counter() - t0)
+            for impl, predict in predicts.items():
+                t0 = time.perf_counter()
+                predict(state, xj).block_until_ready()
+                ts[impl].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             net(xt)
             ts["torch"].append(time.perf_counter() - t0)
     print(f"jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__} ({a.threads} threads)")
-    print(f"MiDaS 1x{a.size}x{a.size}: hrjax first call (compile + run) {compile_s:.2f} s")
-    print(f"  warm pass: hrjax {min(ts['hrjax']):.3f} s, torch {min(ts['torch']):.3f} s "
-          f"(torch/hrjax {min(ts['torch']) / min(ts['hrjax']):.2f}x)")
-    print(f"  max|hrjax - torch| / range = {np.abs(out - ref).max() / (ref.max() - ref.min()):.2e}")
+    print(f"MiDaS 1x{a.size}x{a.size}: warm pass torch {min(ts['torch']):.3f} s")
+    for impl in predicts:
+        err = np.abs(outs[impl] - ref).max() / (ref.max() - ref.min())
+        print(f"  hrjax grouped_impl={impl}: first call (compile + run) {compile_s[impl]:.2f} s, "
+              f"warm {min(ts[impl]):.3f} s (torch/hrjax {min(ts['torch']) / min(ts[impl]):.2f}x), "
+              f"max|hrjax - torch| / range = {err:.2e}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from flax import nnx
 
 from convert import convert_checkpoint
 from hrjax.models import midas_v21
+from hrjax.models.layers import set_grouped_impl
 from hrjax.pipeline.midas_input import midas_input_size
 from hrjax.weights import store
 from hrjax.weights.keys import CheckpointMismatch, key_table
@@ -29,8 +30,14 @@ def midas_state(tmp_path_factory, midas_checkpoint):
 
 @pytest.fixture(scope="module")
 def features_fn(midas_state):
-    _, (graphdef, _) = midas_state
-    return jax.jit(lambda state, x: nnx.merge(graphdef, state).features(x))
+    """``features_fn(grouped_impl)`` -> jitted ``(state, x) -> every named intermediate``."""
+    _, (graphdef, state) = midas_state
+
+    def make(grouped_impl):
+        gd, _ = nnx.split(set_grouped_impl(nnx.merge(graphdef, state), grouped_impl))
+        return jax.jit(lambda st, x: nnx.merge(gd, st).features(x))
+
+    return make
 
 
 def test_key_table_matches_manifest(golden):
@@ -41,14 +48,16 @@ def test_key_table_matches_manifest(golden):
     assert sum(np.prod(s) for s in rows.values()) == 105_565_929 - 104  # all but num_batches_tracked
 
 
-@pytest.mark.parametrize("hw", ["256x320", "384x384"])
-def test_parity_with_reference(golden, midas_state, features_fn, hw):
+@pytest.mark.parametrize("hw,grouped_impl", [("256x320", "native"), ("384x384", "native"),
+                                             ("256x320", "split"), ("384x384", "split")])
+def test_parity_with_reference(golden, midas_state, features_fn, hw, grouped_impl):
+    """Every grouped-conv formulation (hrjax.models.layers.GROUPED_IMPLS) matches the reference."""
     _, (_, state) = midas_state
     gold = np.load(golden / "midas_v21_forward.npz")
     x = gold[f"midas_in_{hw}"].transpose(0, 2, 3, 1)
-    feats = jax.device_get(features_fn(state, x))
+    feats = jax.device_get(features_fn(grouped_impl)(state, x))
     err = range_err(feats["out"], gold[f"midas_out_{hw}"])
-    print(f"MiDaS {hw}: output max|diff|/range = {err:.2e}")
+    print(f"MiDaS {hw} ({grouped_impl}): output max|diff|/range = {err:.2e}")
     assert err <= 5e-5
     for name in ("layer_1", "layer_2", "layer_3", "layer_4", "layer_1_rn", "layer_2_rn", "layer_3_rn",
                  "layer_4_rn", "path_4", "path_3", "path_2", "path_1", "head_conv0", "head_up", "head_conv2",
@@ -158,3 +167,47 @@ def test_missing_weights_message(tmp_path):
 ])
 def test_midas_input_size(h, w, msize, want):
     assert midas_input_size(h, w, msize) == want
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_grouped_conv_formulations_agree(stride):
+    """``native`` (one grouped lax.conv) and ``split`` (one dense conv per group) are the same convolution."""
+    from hrjax.models.layers import conv2d
+
+    rng = np.random.default_rng(stride)
+    x = rng.standard_normal((2, 13, 11, 32)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 4, 48)).astype(np.float32)   # 8 groups of 4 -> 6 channels
+    native = conv2d(x, w, stride=stride, padding=1, groups=8, grouped_impl="native")
+    split = jax.jit(lambda a, b: conv2d(a, b, stride=stride, padding=1, groups=8, grouped_impl="split"))(x, w)
+    assert native.shape == split.shape == (2, (13 + 2 - 3) // stride + 1, (11 + 2 - 3) // stride + 1, 48)
+    np.testing.assert_allclose(np.asarray(split), np.asarray(native), rtol=0, atol=1e-5)
+    # and both are the reference grouped convolution (float64 numpy)
+    ref = np.zeros(native.shape)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    for g in range(8):
+        for a in range(3):
+            for b in range(3):
+                patch = xp[:, a:a + stride * (native.shape[1] - 1) + 1:stride,
+                           b:b + stride * (native.shape[2] - 1) + 1:stride, 4 * g:4 * g + 4]
+                ref[..., 6 * g:6 * g + 6] += patch @ w[a, b, :, 6 * g:6 * g + 6]
+    np.testing.assert_allclose(np.asarray(native), ref, rtol=0, atol=1e-4)
+
+
+def test_precision_modes():
+    """tf32 is float32 on CPU; bfloat16 rounds the operands (~3 significant digits) and accumulates in float32."""
+    from hrjax.models.layers import PRECISIONS, conv2d, configure
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 16, 16, 64)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 64, 32)).astype(np.float32) / 24
+    out = {p: np.asarray(conv2d(x, w, stride=1, padding=1, precision=p)) for p in PRECISIONS}
+    assert all(o.dtype == np.float32 for o in out.values())
+    scale = np.abs(out["float32"]).max()
+    if jax.default_backend() == "cpu":
+        np.testing.assert_allclose(out["tf32"], out["float32"], rtol=0, atol=1e-6 * scale)
+    err = np.abs(out["bfloat16"] - out["float32"]).max() / scale
+    assert 1e-5 < err < 2e-2, err   # really rounded, and still close
+    with pytest.raises(ValueError, match="precision"):
+        configure(midas_v21.MidasNet(), precision="float16")
+    with pytest.raises(ValueError, match="grouped_impl"):
+        configure(midas_v21.MidasNet(), grouped_impl="fft")

@@ -24,25 +24,23 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from hrjax.models.layers import lax_conv
 from hrjax.weights.keys import Layout
-
-HIGHEST = jax.lax.Precision.HIGHEST
 IMPLS = ("phase", "dilated")
 DEFAULT_IMPL = "phase"
 
-_DN = ("NHWC", "HWIO", "NHWC")
 
-
-def conv_transpose_dilated(x: jax.Array, wf: jax.Array, *, stride: int, padding: int) -> jax.Array:
+def conv_transpose_dilated(x: jax.Array, wf: jax.Array, *, stride: int, padding: int,
+                           precision: str = "float32") -> jax.Array:
     """Transposed conv of NHWC ``x`` with the flipped HWIO kernel ``wf`` as a correlation of the dilated input."""
     k = wf.shape[0]
     e = k - 1 - padding
-    return jax.lax.conv_general_dilated(
-        x, wf, window_strides=(1, 1), padding=((e, e), (e, e)), lhs_dilation=(stride, stride),
-        dimension_numbers=_DN, precision=HIGHEST)
+    return lax_conv(x, wf, precision=precision, window_strides=(1, 1), padding=((e, e), (e, e)),
+                    lhs_dilation=(stride, stride))
 
 
-def conv_transpose_phase(x: jax.Array, wf: jax.Array, *, stride: int, padding: int) -> jax.Array:
+def conv_transpose_phase(x: jax.Array, wf: jax.Array, *, stride: int, padding: int,
+                         precision: str = "float32") -> jax.Array:
     """The same result as :func:`conv_transpose_dilated` from the four stride phases (stride 2, k - 2p == 2)."""
     k = wf.shape[0]
     if stride != 2 or k - 2 * padding != 2 or k % 2 or wf.shape[1] != k:
@@ -61,9 +59,8 @@ def conv_transpose_phase(x: jax.Array, wf: jax.Array, *, stride: int, padding: i
     c_in, c_out = wf.shape[2], wf.shape[3]
     kern = jnp.stack([wf[taps[r]::2, taps[q]::2] for r in range(2) for q in range(2)], axis=3)
     kern = kern.reshape(n_taps, n_taps, c_in, 4 * c_out)
-    y = jax.lax.conv_general_dilated(
-        x, kern, window_strides=(1, 1), padding=((pad_lo, pad_hi), (pad_lo, pad_hi)),
-        dimension_numbers=_DN, precision=HIGHEST)
+    y = lax_conv(x, kern, precision=precision, window_strides=(1, 1),
+                 padding=((pad_lo, pad_hi), (pad_lo, pad_hi)))
     n, h, w, _ = x.shape
     y = y.reshape(n, y.shape[1], y.shape[2], 2, 2, c_out)
     # Window t of the padded input starts at input row t - pad_lo; phase r at output m needs t = m - lo_r + pad_lo.
@@ -75,11 +72,12 @@ def conv_transpose_phase(x: jax.Array, wf: jax.Array, *, stride: int, padding: i
     return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, c_out)   # (N, H, 2[r], W, 2[q], C) -> interleaved
 
 
-def conv_transpose(x: jax.Array, wf: jax.Array, *, stride: int, padding: int, impl: str) -> jax.Array:
+def conv_transpose(x: jax.Array, wf: jax.Array, *, stride: int, padding: int, impl: str,
+                   precision: str = "float32") -> jax.Array:
     if impl == "phase":
-        return conv_transpose_phase(x, wf, stride=stride, padding=padding)
+        return conv_transpose_phase(x, wf, stride=stride, padding=padding, precision=precision)
     if impl == "dilated":
-        return conv_transpose_dilated(x, wf, stride=stride, padding=padding)
+        return conv_transpose_dilated(x, wf, stride=stride, padding=padding, precision=precision)
     raise ValueError(f"unknown conv-transpose formulation {impl!r}; expected one of {IMPLS}")
 
 
@@ -91,16 +89,17 @@ class ConvTranspose2d(nnx.Module):
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, *, stride: int = 1, padding: int = 0,
-                 bias: bool = True, impl: str = DEFAULT_IMPL):
+                 bias: bool = True, impl: str = DEFAULT_IMPL, precision: str = "float32"):
         if impl not in IMPLS:
             raise ValueError(f"unknown conv-transpose formulation {impl!r}; expected one of {IMPLS}")
         self.stride, self.padding, self.impl = stride, padding, impl
+        self.precision = precision  # hrjax.models.layers.PRECISIONS; set with layers.configure
         self.weight = nnx.Param(jnp.zeros((kernel, kernel, in_ch, out_ch), jnp.float32))
         self.bias = nnx.Param(jnp.zeros((out_ch,), jnp.float32)) if bias else None
 
     def __call__(self, x: jax.Array, impl: str | None = None) -> jax.Array:
         y = conv_transpose(x, self.weight[...], stride=self.stride, padding=self.padding,
-                           impl=impl or self.impl)
+                           impl=impl or self.impl, precision=self.precision)
         if self.bias is not None:
             y = y + self.bias[...].reshape(1, 1, 1, -1)
         return y
