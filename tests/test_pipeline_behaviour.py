@@ -39,11 +39,20 @@ def test_batching_and_sharding_do_not_change_the_result(models, small_scene):
     _check_depth(one.depth, (120, 160))
     np.testing.assert_allclose(one.depth, many.depth, rtol=0, atol=2e-6)
     assert one.merge_calls == many.merge_calls == 1 + 2 * 3
-    # data parallel over 2 of the 8 host CPU devices, weights replicated (8 devices would run 8 768^2 MiDaS
-    # passes at once: ~20 GB on the host; the Batcher test below covers the 8-device sharding itself)
+
+
+def test_sharding_over_8_devices_does_not_change_the_result(models, small_scene):
+    """Data parallel over the 8 host CPU devices (weights replicated, chunks sharded) == one device.
+
+    A receptive field of 128 (patches at 128^2 / 256^2 instead of 384^2 / 768^2) keeps 8 simultaneous MiDaS
+    passes small on the 2-core host; the sharding code path is the same."""
     import jax
-    sharded_models = models.on_mesh(device.data_mesh(jax.devices()[:2]))
-    sharded = boost(sharded_models, small_scene, BoostConfig(mode="final", max_res=1600, max_batch=2))
+    assert len(jax.devices()) == 8
+    cfg = BoostConfig(mode="final", max_res=800, receptive_field=128, max_batch=8)
+    one = boost(models, small_scene, cfg)
+    assert one.plan.n_patches >= 2
+    sharded = boost(models.on_mesh(device.data_mesh()), small_scene, cfg)
+    np.testing.assert_array_equal(sharded.plan.rects_scaled, one.plan.rects_scaled)
     np.testing.assert_allclose(one.depth, sharded.depth, rtol=0, atol=2e-6)
 
 
@@ -96,9 +105,29 @@ def test_config_validation():
     with pytest.raises(ValueError, match="mode"):
         BoostConfig(mode="R21")
     with pytest.raises(ValueError, match="max_batch"):
-        BoostConfig(max_batch=0)
+        BoostConfig(max_batch=-1)
+    assert BoostConfig().max_batch == 0  # automatic
     with pytest.raises(ValueError, match="output_resolution"):
         BoostConfig(output_resolution="full")
+
+
+class _FakeDevice:
+    def __init__(self, platform, limit=None):
+        self.platform, self.limit = platform, limit
+
+    def memory_stats(self):
+        return None if self.limit is None else {"bytes_limit": self.limit, "bytes_in_use": 123}
+
+
+def test_auto_max_batch_follows_device_memory():
+    gib = 2 ** 30
+    assert device.auto_max_batch([_FakeDevice("cpu")]) == device.CPU_MAX_BATCH
+    assert device.auto_max_batch([_FakeDevice("gpu", None)] * 2) == 2 * device.CPU_MAX_BATCH
+    # (limit - 1 GiB reserve) / 2 / 0.4 GiB per item, rounded down to a power of two, per device
+    assert device.auto_max_batch([_FakeDevice("gpu", 16 * gib)]) == 16         # 18.75 -> 16
+    assert device.auto_max_batch([_FakeDevice("gpu", 80 * gib)] * 8) == 32 * 8  # 98.75 -> capped at 32
+    assert device.auto_max_batch([_FakeDevice("tpu", gib + gib // 2)]) == 1    # 0.6 -> never below 1
+    assert device.auto_max_batch([_FakeDevice("gpu", 16 * gib), _FakeDevice("gpu", 8 * gib)]) == 8 * 2
 
 
 @pytest.mark.parametrize("n", [1, 1024 * 1024])

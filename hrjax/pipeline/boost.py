@@ -198,19 +198,33 @@ def _local_boost(models: Models, whole_double: jax.Array, p: Plan, config: Boost
             result.intermediates["final_estimate"] = base_host
         return base_host
     report("patches", 0, n)
+    stage_t = time.perf_counter()
+
+    def stage_done(name: str, *arrays) -> None:
+        # Per-stage wall times (the stages are sequential; waiting here costs nothing measurable).
+        nonlocal stage_t
+        jax.block_until_ready(arrays)
+        now = time.perf_counter()
+        result.timings[name] = now - stage_t
+        stage_t = now
+
     img_out = jnp.asarray(p.img_out, jnp.float32)
     p_low = single_estimates(models, img_out, crops, rf, config, keep_at_crop=keep)
+    stage_done("patch_low_passes", p_low.at_merge)
     report("patches", n // 4, n)
     p_high = single_estimates(models, img_out, crops, config.patch_netsize, config, keep_at_crop=keep)
+    stage_done("patch_high_passes", p_high.at_merge)
     report("patches", n // 2, n)
     for c, s_low, s_high in zip(crops, p_low.net_shapes, p_high.net_shapes):
         result.midas_calls += [(c.h, c.w, rf), (c.h, c.w, config.patch_netsize)]
         result.net_shapes += [s_low, s_high]
     pe = batcher.run(device.double_from_estimates, (p_low.at_merge, p_high.at_merge), shared=(mg, ms))[0]
+    stage_done("patch_double_merges", pe)
     # float32 base crops -> 1024^2 (SPEC 5.4 step 4)
     ey, ex = stack_crop_resize_matrices([c.rect for c in crops], (hs, ws))
     b1 = batcher.run(batched_crop_resize, (ey, ex), shared=(e_base,))[0]
     m, alpha, beta = batcher.run(device.merge_into_base, (b1, pe), shared=(mg, ms))
+    stage_done("patch_base_merges", m)
     result.merge_calls += 2 * n
     report("patches", 3 * n // 4, n)
     hc = device.canvas_size(max(c.h for c in crops))

@@ -20,7 +20,8 @@ class BoostConfig:
     output_resolution: ``input`` (result at the input size, reference default) or ``native`` (internal size:
       1024^2 for r0/r20, the target size for final).
     max_net_input: the reference's GPU_threshold: base-network requests above this are clamped (SPEC 1.1, Q14).
-    max_batch: most images in one batched network call (bounds device memory). Results do not depend on it.
+    max_batch: most images in one batched network call (bounds device memory); 0 = chosen from the free memory
+      of the device (``hrjax.pipeline.device.auto_max_batch``; 1 on CPU). Results do not depend on it.
     """
 
     mode: str = "final"
@@ -28,15 +29,15 @@ class BoostConfig:
     max_res: float = math.inf
     output_resolution: str = "input"
     max_net_input: int = 1568
-    max_batch: int = 4
+    max_batch: int = 0
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got {self.output_resolution!r}")
-        if self.max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+        if self.max_batch < 0:
+            raise ValueError(f"max_batch must be >= 1, or 0 for automatic, got {self.max_batch}")
         if not self.max_res > 0:
             raise ValueError(f"max_res must be positive, got {self.max_res}")
         if self.receptive_field % 32 or self.max_net_input % 32:

@@ -9,8 +9,8 @@ import jax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from hrjax.pipeline.device import Batcher
-
+from hrjax.models.layers import configure
+from hrjax.pipeline.device import Batcher, auto_max_batch
 from hrjax.weights.load import load_model
 
 
@@ -26,7 +26,23 @@ class Models:
     mesh: Mesh | None = None
 
     def batcher(self, max_batch: int) -> Batcher:
+        """Chunks of at most ``max_batch`` items per call; 0 = chosen from free device memory."""
+        if max_batch == 0:
+            devices = jax.local_devices()[:1] if self.mesh is None else list(self.mesh.devices.flat)
+            max_batch = auto_max_batch(devices)
         return Batcher(max_batch, self.mesh)
+
+    def configured(self, *, precision: str | None = None, grouped_impl: str | None = None) -> "Models":
+        """The same weights with every convolution set to ``precision`` (hrjax.models.layers.PRECISIONS:
+        "float32" = parity, "tf32", "bfloat16" = fast) and/or grouped-conv formulation ``grouped_impl``
+        ("auto", "native", "split"). Only the graphdefs change; jitted stages compile once per setting."""
+
+        def regraph(graphdef, state):
+            return nnx.split(configure(nnx.merge(graphdef, state), precision=precision,
+                                       grouped_impl=grouped_impl))[0]
+
+        return Models(regraph(self.midas_graphdef, self.midas_state), self.midas_state,
+                      regraph(self.merge_graphdef, self.merge_state), self.merge_state, self.mesh)
 
     def on_mesh(self, mesh: Mesh | None) -> "Models":
         """The same models with their weights replicated over ``mesh`` (``None``: default device)."""
@@ -39,13 +55,17 @@ class Models:
 
 def load_models(weights_dir: Path | None = None, *, base_model: str = "midas_v21",
                 merge_model: str = "mergenet", merge_weights_dir: Path | None = None,
-                mesh: Mesh | None = None) -> Models:
+                mesh: Mesh | None = None, precision: str = "float32", grouped_impl: str = "auto") -> Models:
     """Load the base depth network and the merge network from the converted-weights store.
 
     ``merge_weights_dir``: take the merge network from another store (e.g. one exported by
     ``hrjax train-merge``); default: the same ``weights_dir``. With ``mesh`` (e.g.
-    ``hrjax.pipeline.device.data_mesh()``) batched work is sharded over its devices.
+    ``hrjax.pipeline.device.data_mesh()``) batched work is sharded over its devices. ``precision`` and
+    ``grouped_impl``: see :meth:`Models.configured` (the defaults reproduce the reference).
     """
     mg, ms = load_model(base_model, weights_dir)
     gg, gs = load_model(merge_model, merge_weights_dir if merge_weights_dir is not None else weights_dir)
-    return Models(mg, ms, gg, gs).on_mesh(mesh)
+    models = Models(mg, ms, gg, gs)
+    if precision != "float32" or grouped_impl != "auto":
+        models = models.configured(precision=precision, grouped_impl=grouped_impl)
+    return models.on_mesh(mesh)
