@@ -138,6 +138,12 @@ class Platform(str, Enum):
     tpu = "tpu"
 
 
+class Precision(str, Enum):
+    float32 = "float32"
+    tf32 = "tf32"
+    bfloat16 = "bfloat16"
+
+
 BOOST_HELP = ("Estimate high-resolution depth for images and folders of images (Boosting Monocular Depth).\n\n"
               "Writes <output>/<stem>.png (16-bit, the reference's quantisation) and the other --save formats; "
               "folder inputs keep their sub-folders under --output. Images whose requested outputs all exist "
@@ -168,8 +174,9 @@ def boost_cmd(
     weights_dir: Optional[Path] = WeightsDir,
     merge_weights: Optional[Path] = typer.Option(None, "--merge-weights", help="Weights folder holding the merge "
                                                  "network to use instead (e.g. one exported by train-merge)"),
-    max_batch: int = typer.Option(4, "--max-batch", min=1, help="Most patches per network call (bounds device "
-                                  "memory; results do not depend on it)"),
+    max_batch: int = typer.Option(0, "--max-batch", min=0, help="Most patches per network call (bounds device "
+                                  "memory; results do not depend on it); 0 = from the free device memory "
+                                  "(1 on CPU, where batching is slower)"),
     save: list[str] = typer.Option(["png16"], "--save", help="Comma-separated outputs: png16 (<stem>.png, "
                                    "16-bit like the reference), npy (<stem>.npy, float32 in [0, 1]), color "
                                    "(<stem>_color.png, 8-bit INFERNO preview)"),
@@ -191,6 +198,22 @@ def boost_cmd(
                                              "\\[default: $HRJAX_CACHE_DIR, else ~/.cache/hrjax/"
                                              "jax-compilation-cache]", show_default=False),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the persistent compilation cache"),
+    precision: Precision = typer.Option(
+        "float32", "--precision", case_sensitive=False,
+        help="Convolution arithmetic: float32 (reproduces the reference), tf32 (TF32 tensor cores on NVIDIA "
+             "GPUs; float32 on CPU) or bfloat16 (fast mode: bf16 operands, float32 accumulation)"),
+    local_devices: int = typer.Option(0, "--local-devices", min=0, help="Shard patch batches over this many "
+                                      "local devices (0 = every GPU/TPU, one CPU device); results do not "
+                                      "depend on it"),
+    distributed: bool = typer.Option(False, "--distributed", help="Join a jax.distributed run: every process "
+                                     "gets the same arguments and boosts its own share of the inputs "
+                                     "(sorted, round-robin); on TPU pods and under Slurm nothing else is needed"),
+    coordinator: Optional[str] = typer.Option(None, "--coordinator", help="With --distributed outside a TPU "
+                                              "pod / Slurm: host:port of process 0", show_default=False),
+    num_processes: Optional[int] = typer.Option(None, "--num-processes", min=1, show_default=False,
+                                                help="With --coordinator: number of processes"),
+    process_id: Optional[int] = typer.Option(None, "--process-id", min=0, show_default=False,
+                                             help="With --coordinator: this process's index"),
 ):
     """Boost a folder run; the work lives in hrjax.runner, this function only checks and wires the options."""
     import math
@@ -212,6 +235,13 @@ def boost_cmd(
         raise usage("--max-res must be positive")
     if no_cache and cache_dir is not None:
         raise usage("--cache-dir and --no-cache exclude each other")
+    cluster = (coordinator, num_processes, process_id)
+    if any(v is not None for v in cluster) and not distributed:
+        raise usage("--coordinator, --num-processes and --process-id need --distributed")
+    if any(v is not None for v in cluster) and any(v is None for v in cluster):
+        raise usage("--coordinator, --num-processes and --process-id go together")
+    if process_id is not None and process_id >= num_processes:
+        raise usage(f"--process-id {process_id} must be below --num-processes {num_processes}")
     try:
         formats = runner.parse_save(save)
     except runner.UsageError as e:
@@ -239,28 +269,48 @@ def boost_cmd(
     opts = runner.RunOptions(output=output, save=formats, save_whole=save_whole, save_patches=save_patches,
                              overwrite=overwrite, max_pixels=max_pixels)
 
+    records_out = sys.stdout
+
     def emit(rec):
         if json_out:
-            print(rec.to_json(), flush=True)
+            print(rec.to_json(), file=records_out, flush=True)
 
+    from hrjax import distributed as dist
+    info = dist.ProcessInfo()
+    if distributed:
+        records_out = dist.private_stdout()
+        try:
+            info = dist.initialize(coordinator, num_processes, process_id, platform=device)
+        except Exception as e:  # noqa: BLE001 - any failure to join is a setup error
+            raise usage(f"--distributed: could not join the multi-process run: {e}")
+        jobs = dist.shard(jobs, info)
+    where = f"process {info.index}/{info.count}: " if info.count > 1 else ""
     reporter = runner.Reporter(err, total=len(jobs), quiet=quiet)
     try:
         with reporter:
-            reporter.message(f"{len(jobs)} image(s) -> {output} (mode {mode}, weights {wd})")
+            reporter.message(f"{where}{len(jobs)} image(s) -> {output} (mode {mode}, weights {wd})")
             records = runner.run(jobs, opts, config, weights_dir=wd, model=model, merge_weights_dir=merge_weights,
-                                 platform=device,
+                                 platform=device, precision=precision.value, local_devices=local_devices,
                                  cache_dir=False if no_cache else cache_dir, reporter=reporter, emit=emit)
     except runner.UsageError as e:
-        raise usage(str(e))
+        raise usage(where + str(e))
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]; finished images are kept, run again to resume")
         raise typer.Exit(runner.EXIT_INTERRUPTED)
     c = runner.summarize(records)
-    if not quiet or c["failed"]:
+    if info.count > 1:
+        # Every process learns every process's counts, so all of them exit with the same code.
+        counts = dist.gather_json(c, info)
+        c = {k: sum(p[k] for p in counts) for k in c}
+        n_total = sum(sum(p.values()) for p in counts)
+    else:
+        n_total = len(records)
+    if info.index == 0 and (not quiet or c["failed"]):
         colour = "red" if c["failed"] else "green"
-        err.print(f"[{colour}]{len(records)} image(s): {c['done']} done, {c['skipped']} skipped, "
-                  f"{c['failed']} failed[/] in {runner.fmt_seconds(time.perf_counter() - t0)}", highlight=False)
-    raise typer.Exit(runner.exit_code(records))
+        err.print(f"[{colour}]{n_total} image(s): {c['done']} done, {c['skipped']} skipped, "
+                  f"{c['failed']} failed[/]{' over ' + str(info.count) + ' processes' if info.count > 1 else ''} "
+                  f"in {runner.fmt_seconds(time.perf_counter() - t0)}", highlight=False)
+    raise typer.Exit(runner.EXIT_FAILED if c["failed"] else runner.EXIT_OK)
 
 
 def _register_subcommands() -> None:

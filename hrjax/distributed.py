@@ -13,6 +13,8 @@ cluster environment); elsewhere pass the coordinator address, process count and 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import dataclass
 from typing import Sequence, TypeVar
 
@@ -26,23 +28,24 @@ class ProcessInfo:
 
 
 def initialize(coordinator: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, timeout_s: int = 300) -> ProcessInfo:
-    """Join the multi-process runtime; with no arguments JAX detects TPU / Slurm / Open MPI environments."""
+               process_id: int | None = None, timeout_s: int = 300, platform: str | None = None) -> ProcessInfo:
+    """Join the multi-process runtime; with no arguments JAX detects TPU / Slurm / Open MPI environments.
+
+    Must run before anything touches a JAX backend. ``platform`` ("cpu", "gpu", "tpu") restricts JAX to it.
+    """
     import jax
 
-    if jax.default_backend() == "cpu" or _platforms_cpu():
-        # CPU processes need a collectives implementation for the final gather.
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if platform is not None:
+        jax.config.update("jax_platforms", platform)
+    # Processes on the CPU backend need a cross-process collectives implementation for the final gather; the
+    # setting only concerns the CPU client, so it is harmless on GPU/TPU hosts (and asking which backend is
+    # the default here would initialise the backends too early).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     kwargs = {"initialization_timeout": timeout_s}
     if coordinator is not None:
         kwargs.update(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
     jax.distributed.initialize(**kwargs)
     return ProcessInfo(jax.process_index(), jax.process_count())
-
-
-def _platforms_cpu() -> bool:
-    import os
-    return os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu"
 
 
 def shard(items: Sequence[T], info: ProcessInfo) -> list[T]:
@@ -66,6 +69,13 @@ def gather_json(record: dict, info: ProcessInfo) -> list[dict]:
     return [json.loads(bytes(allbuf[i, :int(size[i, 0])]).decode()) for i in range(info.count)]
 
 
-def shutdown() -> None:
-    import jax
-    jax.distributed.shutdown()
+def private_stdout():
+    """A text stream on the process's real stdout, with file descriptor 1 pointed at stderr from now on.
+
+    Native collectives log to fd 1 (gloo: "[Gloo] Rank 0 is connected to 1 peer ranks ..." when the CPU client
+    connects), which would corrupt machine-readable output such as ``--json`` records; write those to the
+    returned stream instead of ``sys.stdout``."""
+    sys.stdout.flush()
+    stream = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    return stream

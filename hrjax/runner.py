@@ -300,13 +300,14 @@ def patch_doubles(models, plan, config, chunk: int | None = None) -> Iterator[tu
     crops = [Crop(int(y), int(x), int(min(y + hh, hs) - y), int(min(x + ww, ws) - x))
              for x, y, ww, hh in plan.rects_scaled]
     img_out = jnp.asarray(plan.img_out, jnp.float32)
-    step = chunk or 4 * config.max_batch
+    batcher = models.batcher(config.max_batch)
+    step = chunk or 4 * batcher.max_batch
     for s in range(0, len(crops), step):
         part = crops[s:s + step]
         low = single_estimates(models, img_out, part, config.receptive_field, config, keep_at_crop=False)
         high = single_estimates(models, img_out, part, config.patch_netsize, config, keep_at_crop=False)
-        pe = models.batcher(config.max_batch).run(device.double_from_estimates, (low.at_merge, high.at_merge),
-                                                  shared=(models.merge_graphdef, models.merge_state))[0]
+        pe = batcher.run(device.double_from_estimates, (low.at_merge, high.at_merge),
+                         shared=(models.merge_graphdef, models.merge_state))[0]
         pe = np.asarray(pe, np.float32)
         for j in range(len(part)):
             yield int(plan.patch_ids[s + j]), pe[j]
@@ -393,13 +394,31 @@ def select_device(platform: str | None):
     except ImportError:  # pragma: no cover - private API moved
         pass
     try:
-        devices = jax.devices(platform)
+        devices = jax.local_devices(backend=platform)  # this process's own (jax.devices() spans all processes)
     except RuntimeError as e:
         raise UsageError(f"--device {platform}: no {platform} device available to JAX "
                          f"({str(e).splitlines()[0]})") from None
     if not devices:
         raise UsageError(f"--device {platform}: no {platform} device available to JAX")
     return devices[0]
+
+
+def mesh_for(platform: str | None, local_devices: int = 0):
+    """A 1-D data mesh over the first ``local_devices`` local devices of ``platform``, or None when that is a
+    single device. 0 = every accelerator (GPU/TPU) device, but one CPU device: XLA's host "devices" are slices
+    of the same cores, so sharding over them gains nothing unless asked for explicitly."""
+    import jax
+
+    from hrjax.pipeline.device import data_mesh
+
+    devices = jax.local_devices(backend=platform)
+    if local_devices == 0 and devices[0].platform == "cpu":
+        local_devices = 1
+    if local_devices > len(devices):
+        raise UsageError(f"--local-devices {local_devices}: only {len(devices)} {devices[0].platform} "
+                         f"device(s) here")
+    devices = devices[:local_devices or len(devices)]
+    return data_mesh(devices) if len(devices) > 1 else None
 
 
 def summarize(records: list[ImageRecord]) -> dict[str, int]:
@@ -500,11 +519,14 @@ def _quiet_opencv() -> None:
 
 
 def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: str = "midas_v21",
-        merge_weights_dir: Path | None = None, platform: str | None = None, cache_dir: Path | None | bool = None, reporter: Reporter,
+        merge_weights_dir: Path | None = None, platform: str | None = None, precision: str = "float32",
+        local_devices: int = 0, cache_dir: Path | None | bool = None, reporter: Reporter,
         emit: Callable[[ImageRecord], None] | None = None) -> list[ImageRecord]:
     """Process ``jobs`` in order; returns one record per job. Raises UsageError (before any image is
     processed) when the device or the weights are unusable. ``cache_dir``: None = the default persistent
-    compilation cache, False = none, a path = that folder."""
+    compilation cache, False = none, a path = that folder. ``local_devices``: shard patch batches over the
+    first N local devices of the platform (0 = all accelerators, one CPU; see mesh_for). ``precision``: see
+    hrjax.models.layers.PRECISIONS."""
     _quiet_opencv()
     records: list[ImageRecord] = []
     pending = [opts.overwrite or not is_complete(opts, j) for j in jobs]
@@ -516,10 +538,14 @@ def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: 
             compile_cache.enable(cache_dir if cache_dir is not None else None)
         from hrjax.pipeline.models import load_models
         from hrjax.weights.store import WeightsError
+        mesh = mesh_for(platform, local_devices)
         try:
-            models = load_models(weights_dir, base_model=model, merge_weights_dir=merge_weights_dir)
+            models = load_models(weights_dir, base_model=model, merge_weights_dir=merge_weights_dir,
+                                 precision=precision, mesh=mesh)
         except WeightsError as e:
             raise UsageError(str(e)) from None
+        if mesh is not None:
+            reporter.message(f"patch batches sharded over {mesh.devices.size} devices")
 
     import contextlib
     ctx = contextlib.nullcontext()
