@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from hrjax.ops.crop import (
     batched_crop_resize,
+    batched_window_resize,
     batched_paste,
     crop,
     crop_bounds,
@@ -25,6 +26,7 @@ from hrjax.ops.crop import (
     crop_resize_np,
     paste_matrices,
     stack_crop_resize_matrices,
+    stack_window_resize_matrices,
     stack_paste_matrices,
 )
 from hrjax.ops.resize import cv2_variant, resize, resize_matrix, resize_np
@@ -313,6 +315,26 @@ def test_batched_crop_resize_rgb_float64_reference(rng):
         ref = cv2.resize(rgb[y:y + h, x:x + w], (384, 384), interpolation=cv2.INTER_CUBIC)
         assert err(out[i], ref) <= TOL32
         assert err(crop_resize_np(rgb, rects[i], (384, 384)), ref) <= TOL64
+
+
+@pytest.mark.parametrize("quantum", [1, 64, 512])
+def test_windowed_crop_resize_equals_full_operators(rng, quantum):
+    """Window operators (only the columns around each crop) give the full-operator result, gray and RGB."""
+    base = rng.random((300, 400)).astype(np.float32)
+    ry, rx = stack_crop_resize_matrices(RECTS, base.shape, (256, 192))
+    full = np.asarray(batched_crop_resize(jnp.asarray(base), jnp.asarray(ry), jnp.asarray(rx)))
+    starts, wy, wx = stack_window_resize_matrices(RECTS, base.shape, (256, 192), quantum=quantum)
+    assert wy.shape[2] <= 300 and wx.shape[2] <= 400 and starts.dtype == np.int32
+    win = np.asarray(batched_window_resize(jnp.asarray(base), jnp.asarray(starts), jnp.asarray(wy), jnp.asarray(wx)))
+    np.testing.assert_allclose(win, full, rtol=0, atol=2e-6)
+    rgb = rng.random((120, 90, 3))
+    rects = [[3, 4, 50, 50], [60, 100, 40, 40], [80, 0, 30, 20]]
+    ry, rx = stack_crop_resize_matrices(rects, rgb.shape[:2], (64, 64), cv_dtype=np.float64, channels=3)
+    starts, wy, wx = stack_window_resize_matrices(rects, rgb.shape[:2], (64, 64), cv_dtype=np.float64, channels=3,
+                                                  quantum=quantum)
+    img = jnp.asarray(rgb, jnp.float32)
+    np.testing.assert_allclose(np.asarray(batched_window_resize(img, starts, wy, wx)),
+                               np.asarray(batched_crop_resize(img, ry, rx)), rtol=0, atol=2e-6)
 
 
 def test_batched_paste_matches_cv2(rng):

@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hrjax.ops.crop import batched_crop_resize, stack_crop_resize_matrices
+from hrjax.ops.crop import (batched_crop_resize, batched_window_resize, stack_crop_resize_matrices,
+                            stack_window_resize_matrices)
 from hrjax.ops.mask import patch_mask
 from hrjax.pipeline import device
 from hrjax.pipeline.config import BoostConfig
@@ -89,9 +90,10 @@ def single_estimates(models: Models, image: jax.Array, crops: list[Crop], msize:
         nh, nw = shape
         group = [crops[i] for i in idx]
         # the reference resizes the float64 RGB crop, then float32 maps (SPEC 3.2 steps 1, 4)
-        ay, ax = stack_crop_resize_matrices([c.rect for c in group], (H, W), shape, cv_dtype=np.float64, channels=3)
+        starts, ay, ax = stack_window_resize_matrices([c.rect for c in group], (H, W), shape, cv_dtype=np.float64,
+                                                      channels=3, quantum=canvas_quantum)
         batcher = models.batcher(cfg.max_batch)
-        rgb = batcher.run(batched_crop_resize, (ay, ax), shared=(image,))[0]
+        rgb = batcher.run(batched_window_resize, (starts, ay, ax), shared=(image,))[0]
         depth = device.midas_batched(models.midas_graphdef, models.midas_state, rgb, batcher)
         hc = device.canvas_size(max(c.h for c in group), canvas_quantum)
         wc = device.canvas_size(max(c.w for c in group), canvas_quantum)
@@ -221,8 +223,8 @@ def _local_boost(models: Models, whole_double: jax.Array, p: Plan, config: Boost
     pe = batcher.run(device.double_from_estimates, (p_low.at_merge, p_high.at_merge), shared=(mg, ms))[0]
     stage_done("patch_double_merges", pe)
     # float32 base crops -> 1024^2 (SPEC 5.4 step 4)
-    ey, ex = stack_crop_resize_matrices([c.rect for c in crops], (hs, ws))
-    b1 = batcher.run(batched_crop_resize, (ey, ex), shared=(e_base,))[0]
+    starts, ey, ex = stack_window_resize_matrices([c.rect for c in crops], (hs, ws))
+    b1 = batcher.run(batched_window_resize, (starts, ey, ex), shared=(e_base,))[0]
     m, alpha, beta = batcher.run(device.merge_into_base, (b1, pe), shared=(mg, ms))
     stage_done("patch_base_merges", m)
     result.merge_calls += 2 * n
