@@ -111,6 +111,12 @@ def info(weights_dir: Optional[Path] = WeightsDir):
     out.print(f"jax {jax.__version__}, backend {jax.default_backend()}")
     for d in jax.devices():
         out.print(f"  device {d.id}: {d.device_kind} ({d.platform})")
+    from hrjax.models.layers import resolve_grouped_impl
+    from hrjax.pipeline.device import auto_max_batch
+    local = jax.local_devices()
+    out.print(f"defaults here: --max-batch 0 -> {auto_max_batch(local[:1])} per device, grouped convolutions "
+              f"'{resolve_grouped_impl('auto')}', patch batches over "
+              f"{1 if local[0].platform == 'cpu' else len(local)} local device(s)")
     installed = list_installed(wd)
     out.print(f"weights dir {wd}: {', '.join(i.model for i in installed) or 'none installed'}")
     from hrjax.compile_cache import cache_dir
@@ -326,6 +332,8 @@ _register_subcommands()
 
 
 def main():
+    from hrjax.host_memory import limit_malloc_arenas
+    limit_malloc_arenas()  # before JAX starts its threads (see hrjax.host_memory)
     app()
 
 

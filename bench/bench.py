@@ -1,7 +1,8 @@
 """hrjax benchmark: prints a table and writes JSON. Not a test.
 
-    python bench/bench.py [--images PATH ...] [--generated 2000x1500] [--mode final] [--max-res N]
-                          [--weights-dir DIR] [--max-batch N] [--json OUT] [--skip-layers]
+    python bench/bench.py [--images PATH ...] [--generated 2000x1500] [--photo 2000x1500] [--mode final]
+                          [--max-res N] [--precision float32|tf32|bfloat16] [--weights-dir DIR] [--max-batch N]
+                          [--json OUT] [--skip-layers] [--cache-dir DIR]
 
 Per image: wall time per pipeline stage (plan, whole-image passes, patch work, blend) for a cold run (with
 compilation) and a warm run of the same image, the number of network passes, their FLOPs (XLA cost
@@ -29,6 +30,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from hrjax.host_memory import limit_malloc_arenas  # noqa: E402
+
+limit_malloc_arenas()  # before JAX starts its threads: peak RSS is one of the figures
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -71,22 +76,30 @@ def flops_of(jitted, *args) -> float:
     return float(cost.get("flops", 0.0))
 
 
-def matmul_peak(n=4096) -> float:
-    a = jnp.ones((n, n), jnp.float32)
-    f = jax.jit(lambda x, y: jnp.dot(x, y, precision=HIGHEST))
-    return 2 * n ** 3 / timeit(f, a, a) / 1e9
+def matmul_peak(sizes=(1024, 2048, 4096)) -> float:
+    """Best float32 (HIGHEST) matmul rate over a few square sizes, GFLOP/s."""
+    best = 0.0
+    for n in sizes:
+        a = jnp.asarray(np.random.default_rng(n).standard_normal((n, n)), jnp.float32)
+        f = jax.jit(lambda x, y: jnp.dot(x, y, precision=HIGHEST))
+        best = max(best, 2 * n ** 3 / timeit(f, a, a, repeats=5) / 1e9)
+    return best
 
 
 def layer_table(peak: float) -> list[dict]:
+    """Per layer type and formulation: time, useful GFLOP/s (the FLOPs of the plain formulation, from XLA's
+    cost analysis) and fraction of the matmul peak. Convolutions can beat a square matmul on CPU."""
+    from hrjax.models.conv_transpose import conv_transpose
+    from hrjax.models.layers import conv2d
+
     rng = np.random.default_rng(0)
     rows = []
 
-    def conv(x, w, groups, stride, pad):
-        return jax.lax.conv_general_dilated(x, w, (stride, stride), ((pad, pad), (pad, pad)),
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                            feature_group_count=groups, precision=HIGHEST)
+    def row(name, f, x, w, flops):
+        t = timeit(f, x, w)
+        rows.append({"layer": name, "ms": t * 1e3, "gflops": flops / 1e9, "gflop_s": flops / t / 1e9,
+                     "of_peak": flops / t / 1e9 / peak})
 
-    from hrjax.models.conv_transpose import conv_transpose
     cases = [
         ("grouped 3x3 conv (ResNeXt layer1, 32 groups, 256ch @96^2)", (1, 96, 96, 256), (3, 3, 8, 256), 32),
         ("grouped 3x3 conv (ResNeXt layer3, 32 groups, 1024ch @24^2)", (1, 24, 24, 1024), (3, 3, 32, 1024), 32),
@@ -95,19 +108,23 @@ def layer_table(peak: float) -> list[dict]:
     for name, xs, ws, g in cases:
         x = jnp.asarray(rng.standard_normal(xs), jnp.float32)
         w = jnp.asarray(rng.standard_normal(ws), jnp.float32)
-        f = jax.jit(lambda a, b, g=g: conv(a, b, g, 1, 1))
-        t = timeit(f, x, w)
-        fl = flops_of(f, x, w)
-        rows.append({"layer": name, "ms": t * 1e3, "gflops": fl / 1e9, "gflop_s": fl / t / 1e9,
-                     "of_peak": fl / t / 1e9 / peak})
-    for impl in ("phase", "dilated"):
-        x = jnp.asarray(rng.standard_normal((1, 64, 64, 1024)), jnp.float32)
-        w = jnp.asarray(rng.standard_normal((4, 4, 1024, 256)), jnp.float32)
-        f = jax.jit(lambda a, b, impl=impl: conv_transpose(a, b, stride=2, padding=1, impl=impl))
-        t = timeit(f, x, w)
-        fl = 2 * 64 * 64 * 4 * 1024 * 256 * 4  # useful FLOPs: each input pixel meets 4 taps per output phase
-        rows.append({"layer": f"transposed conv 4x4/2 ({impl}, 1024->256 @64^2)", "ms": t * 1e3,
-                     "gflops": fl / 1e9, "gflop_s": fl / t / 1e9, "of_peak": fl / t / 1e9 / peak})
+        useful = flops_of(jax.jit(lambda a, b, g=g: conv2d(a, b, stride=1, padding=1, groups=g,
+                                                            grouped_impl="native")), x, w)
+        variants = [("native", "float32"), ("split", "float32"), ("auto", "bfloat16")] if g > 1 else \
+            [("auto", "float32"), ("auto", "bfloat16")]
+        for impl, prec in variants:
+            f = jax.jit(lambda a, b, g=g, impl=impl, prec=prec: conv2d(a, b, stride=1, padding=1, groups=g,
+                                                                       grouped_impl=impl, precision=prec))
+            label = name + (f" [{impl}]" if g > 1 else "") + ("" if prec == "float32" else f" [{prec}]")
+            row(label, f, x, w, useful)
+    x = jnp.asarray(rng.standard_normal((1, 64, 64, 1024)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((4, 4, 1024, 256)), jnp.float32)
+    useful = 2 * 64 * 64 * 4 * 1024 * 256 * 4  # each input pixel meets 4 taps per output phase
+    for impl, prec in (("phase", "float32"), ("dilated", "float32"), ("phase", "bfloat16")):
+        f = jax.jit(lambda a, b, impl=impl, prec=prec: conv_transpose(a, b, stride=2, padding=1, impl=impl,
+                                                                      precision=prec))
+        row(f"transposed conv 4x4/2 (1024->256 @64^2) [{impl}]" + ("" if prec == "float32" else f" [{prec}]"),
+            f, x, w, useful)
     return rows
 
 
@@ -158,6 +175,19 @@ def synthetic_weights(tmp: Path) -> Path:
     return tmp / "weights"
 
 
+def synthetic_weights_in_child(tmp: Path) -> Path:
+    """:func:`synthetic_weights` in a child process, so that writing the torch checkpoints (GBs of transient
+    memory) does not count in this process's peak RSS: a user converts weights once, not per run."""
+    import multiprocessing
+
+    proc = multiprocessing.get_context("spawn").Process(target=synthetic_weights, args=(tmp,))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise SystemExit(f"converting the synthetic weights failed (exit {proc.exitcode})")
+    return tmp / "weights"
+
+
 def generated_image(spec: str) -> np.ndarray:
     w, h = (int(v) for v in spec.split("x"))
     yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
@@ -168,14 +198,33 @@ def generated_image(spec: str) -> np.ndarray:
     return np.clip(img, 0, 1)
 
 
+def photo_image(spec: str, golden: Path) -> np.ndarray:
+    """A photo-like WxH input: the golden lunch_640 photo, CUBIC-upscaled and blurred (sigma 2 px) so it looks
+    like a soft high-resolution photo. At 2000x1500 the resolution search picks R = 1920 and 65 patches (the
+    reference's own 2000x1543 photo figure: 75 patches), so its work is comparable; a sharp upscale gives ~98."""
+    import cv2
+
+    from hrjax.io import read_image
+
+    w, h = (int(v) for v in spec.split("x"))
+    img = read_image(golden / "images" / "lunch_640.png").astype(np.float32)
+    up = cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC)
+    return np.clip(cv2.GaussianBlur(up, (0, 0), 2.0), 0, 1).astype(np.float64)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", nargs="*", type=Path,
                     default=[ROOT.parent / "shared" / "golden" / "images" / "lunch_640.png"])
-    ap.add_argument("--generated", default=None, help="also run a generated WxH image, e.g. 2000x1500")
+    ap.add_argument("--generated", default=None, help="also run a generated WxH pattern image, e.g. 2000x1500")
+    ap.add_argument("--photo", default=None, help="also run the golden photo upscaled to WxH, e.g. 2000x1500 "
+                    "(65 patches: comparable to the reference's 2000x1543 photo)")
+    ap.add_argument("--precision", default="float32", help="float32 (parity), tf32 or bfloat16")
+    ap.add_argument("--cache-dir", type=Path, help="use this persistent compilation cache (run twice: the "
+                    "second run's cold figures are the warm-cache startup)")
     ap.add_argument("--mode", default="final")
     ap.add_argument("--max-res", type=float, default=float("inf"))
-    ap.add_argument("--max-batch", type=int, default=4)
+    ap.add_argument("--max-batch", type=int, default=0, help="0 = automatic (hrjax.pipeline.device.auto_max_batch)")
     ap.add_argument("--weights-dir", type=Path)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--skip-layers", action="store_true")
@@ -183,6 +232,9 @@ def main():
 
     from hrjax.io import read_image
 
+    if a.cache_dir:
+        from hrjax import compile_cache
+        compile_cache.enable(a.cache_dir)
     counter = CompileCounter()
     report = {"date": time.strftime("%Y-%m-%d"), "backend": jax.default_backend(),
               "devices": [d.device_kind for d in jax.devices()], "host": platform.processor() or platform.machine(),
@@ -193,14 +245,20 @@ def main():
     if not a.skip_layers:
         report["layers"] = layer_table(peak)
         for r in report["layers"]:
-            print(f"  {r['layer']:62s} {r['ms']:8.1f} ms {r['gflop_s']:7.1f} GFLOP/s {100 * r['of_peak']:5.1f}% of peak")
+            print(f"  {r['layer']:72s} {r['ms']:8.1f} ms {r['gflop_s']:7.1f} GFLOP/s {100 * r['of_peak']:5.1f}% of peak")
 
     with tempfile.TemporaryDirectory() as tmp:
-        wd = a.weights_dir or synthetic_weights(Path(tmp))
+        wd = a.weights_dir or synthetic_weights_in_child(Path(tmp))
         models = load_models(wd)
         inputs = [(p.name, read_image(p)) for p in a.images]
         if a.generated:
             inputs.append((f"generated_{a.generated}", generated_image(a.generated)))
+        if a.photo:
+            golden = Path(os.environ.get("HRJAX_GOLDEN_DIR", ROOT.parent / "shared" / "golden"))
+            inputs.append((f"photo_{a.photo}", photo_image(a.photo, golden)))
+        if a.precision != "float32":
+            models = models.configured(precision=a.precision)
+        report["precision"] = a.precision
         cfg = BoostConfig(mode=a.mode, max_res=a.max_res, max_batch=a.max_batch)
         report["runs"] = []
         for name, img in inputs:

@@ -302,3 +302,22 @@ def test_missing_merge_weights_dir_is_a_usage_error(tmp_path, weights_dir):
     assert result.exit_code == 2
     assert "hrjax weights convert --model mergenet" in result.output
     assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_info_lists_devices_and_defaults(tmp_path):
+    r = invoke(["info", "--weights-dir", tmp_path])
+    assert r.exit_code == 0, r.output
+    assert "backend cpu" in r.output and "device 0" in r.output
+    assert "--max-batch 0 -> 1 per device, grouped convolutions 'split'" in r.output
+    assert "none installed" in r.output
+
+
+def test_malloc_arena_limit_is_applied_on_glibc():
+    import platform
+
+    from hrjax.host_memory import limit_malloc_arenas
+
+    ok = limit_malloc_arenas()
+    assert isinstance(ok, bool)
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert ok
