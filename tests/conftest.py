@@ -10,6 +10,10 @@ if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
     os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+from hrjax.host_memory import limit_malloc_arenas  # noqa: E402
+
+limit_malloc_arenas()  # like the CLI: keeps the test process's heap from fragmenting (hrjax.host_memory)
+
 import importlib.util  # noqa: E402
 from pathlib import Path  # noqa: E402
 

@@ -116,6 +116,7 @@ def batched_crop_resize(img: jax.Array, ry: jax.Array, rx: jax.Array) -> jax.Arr
 def stack_window_resize_matrices(rects: Sequence[Sequence[int]], in_hw: tuple[int, int],
                                  size: tuple[int, int] = MERGE_SIZE, method: Method = "cubic", *,
                                  cv_dtype=np.float32, channels: int = 1, quantum: int = 64,
+                                 window: tuple[int, int] | None = None,
                                  dtype=np.float32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The operators of :func:`stack_crop_resize_matrices` restricted to a window around each crop.
 
@@ -123,14 +124,19 @@ def stack_window_resize_matrices(rects: Sequence[Sequence[int]], in_hw: tuple[in
     1024^2 are 3.7 GB of float64 on the host. Here every crop gets a window of one shared size (the largest
     clipped crop of the group rounded up to ``quantum`` px, at most the image), placed inside the image so that
     it contains the crop; the operators keep only the window's columns, which hold every non-zero weight, so
-    the result is the same resize. Returns ``(starts (N, 2) int32 (row, col of each window), Ry (N, out_h, wh),
+    the result is the same resize. ``window`` fixes the (rows, cols) window size instead (at least every
+    crop's size; callers that build the operators chunk by chunk pass the group's window, so every chunk has
+    the same shape). Returns ``(starts (N, 2) int32 (row, col of each window), Ry (N, out_h, wh),
     Rx (N, out_w, ww))`` for :func:`batched_window_resize`.
     """
     H, W = int(in_hw[0]), int(in_hw[1])
     bounds = [crop_bounds(r, in_hw) for r in rects]
     sizes = [_nonempty(b, r) for b, r in zip(bounds, rects)]
-    wh = min(H, -(-max(h for h, _ in sizes) // quantum) * quantum)
-    ww = min(W, -(-max(w for _, w in sizes) // quantum) * quantum)
+    if window is None:
+        window = window_size(rects, in_hw, quantum)
+    wh, ww = int(window[0]), int(window[1])
+    if wh > H or ww > W or any(h > wh or w > ww for h, w in sizes):
+        raise ValueError(f"window {window} does not hold every crop inside the {in_hw} image")
     starts = np.zeros((len(rects), 2), np.int32)
     ry = np.zeros((len(rects), int(size[0]), wh), dtype)
     rx = np.zeros((len(rects), int(size[1]), ww), dtype)
@@ -141,6 +147,15 @@ def stack_window_resize_matrices(rects: Sequence[Sequence[int]], in_hw: tuple[in
         ry[i, :, y0 - ys:y1 - ys] = resize_matrix(h_r, int(size[0]), method, var, vertical=True)
         rx[i, :, x0 - xs:x1 - xs] = resize_matrix(w_r, int(size[1]), method, var)
     return starts, ry, rx
+
+
+def window_size(rects: Sequence[Sequence[int]], in_hw: tuple[int, int], quantum: int = 64) -> tuple[int, int]:
+    """The shared window of :func:`stack_window_resize_matrices`: the largest clipped crop, rounded up to
+    ``quantum`` px, at most the image."""
+    sizes = [_nonempty(crop_bounds(r, in_hw), r) for r in rects]
+    wh = min(int(in_hw[0]), -(-max(h for h, _ in sizes) // quantum) * quantum)
+    ww = min(int(in_hw[1]), -(-max(w for _, w in sizes) // quantum) * quantum)
+    return wh, ww
 
 
 @jax.jit

@@ -15,7 +15,7 @@ reference's; a device ``lax.scan`` would have to carry and rewrite the whole can
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import jax
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hrjax.ops.crop import (batched_crop_resize, batched_window_resize, stack_crop_resize_matrices,
-                            stack_window_resize_matrices)
+                            stack_window_resize_matrices, window_size)
 from hrjax.ops.mask import patch_mask
 from hrjax.pipeline import device
 from hrjax.pipeline.config import BoostConfig
@@ -76,40 +76,57 @@ class BoostResult:
                 "single_calls": np.array(self.midas_calls, np.int64).reshape(-1, 3)}
 
 
+# Patches go through the per-patch stages this many at a time (at least max_batch): the operators and canvases
+# of a chunk are sized by the largest patch of its group (up to the whole target image, ~3000 x 4000), so
+# building them for all of a photo's 65 patches at once took >10 GB of host memory.
+PATCH_CHUNK = 8
+
+
+def _chunks(n: int, batcher) -> list[range]:
+    step = max(PATCH_CHUNK, batcher.max_batch)
+    return [range(s, min(s + step, n)) for s in range(0, n, step)]
+
+
 def single_estimates(models: Models, image: jax.Array, crops: list[Crop], msize: int, cfg: BoostConfig,
                      *, keep_at_crop: bool = True, canvas_quantum: int = 64) -> SingleEstimates:
     """MiDaS single estimates (SPEC 3.2) of many crops of ``image`` (H, W, 3) at one requested size, batched
-    per network input shape."""
+    per network input shape (and built chunk by chunk, see PATCH_CHUNK)."""
     msize = min(msize, cfg.max_net_input)  # single() clamps to GPU_threshold first (SPEC 3.1, Q14)
     H, W = image.shape[:2]
     net = [midas_input_size(c.h, c.w, msize) for c in crops]
     at_crop: list[np.ndarray | None] = [None] * len(crops)
     at_merge: list[jax.Array | None] = [None] * len(crops)
+    batcher = models.batcher(cfg.max_batch)
     for shape in sorted(set(net)):
         idx = [i for i, s in enumerate(net) if s == shape]
         nh, nw = shape
         group = [crops[i] for i in idx]
-        # the reference resizes the float64 RGB crop, then float32 maps (SPEC 3.2 steps 1, 4)
-        starts, ay, ax = stack_window_resize_matrices([c.rect for c in group], (H, W), shape, cv_dtype=np.float64,
-                                                      channels=3, quantum=canvas_quantum)
-        batcher = models.batcher(cfg.max_batch)
-        rgb = batcher.run(batched_window_resize, (starts, ay, ax), shared=(image,))[0]
-        depth = device.midas_batched(models.midas_graphdef, models.midas_state, rgb, batcher)
+        # one window and one canvas per group, so every chunk of the group has the same shapes (no recompiles)
+        window = window_size([c.rect for c in group], (H, W), canvas_quantum)
         hc = device.canvas_size(max(c.h for c in group), canvas_quantum)
         wc = device.canvas_size(max(c.w for c in group), canvas_quantum)
         v_net = device.variant(np.float32, shape)
-        by = np.stack([device.resize_into_canvas(nh, c.h, hc, v_net) for c in group])
-        bx = np.stack([device.resize_into_canvas(nw, c.w, wc, v_net) for c in group])
-        valid = np.stack([(np.arange(hc)[:, None] < c.h) & (np.arange(wc)[None, :] < c.w) for c in group])
-        v_crop = [device.variant(np.float32, (c.h, c.w)) for c in group]
-        cy = np.stack([device.resize_from_canvas(c.h, device.MERGE_SIZE, hc, v) for c, v in zip(group, v_crop)])
-        cx = np.stack([device.resize_from_canvas(c.w, device.MERGE_SIZE, wc, v) for c, v in zip(group, v_crop)])
-        crop_maps, merge_maps = batcher.run(device.estimate_to_crop_and_merge_size, (by, depth, bx, valid, cy, cx))
-        crop_host = np.asarray(crop_maps) if keep_at_crop else None
-        for j, i in enumerate(idx):
-            at_merge[i] = merge_maps[j]
-            if keep_at_crop:
-                at_crop[i] = crop_host[j, :crops[i].h, :crops[i].w]
+        for part in _chunks(len(group), batcher):
+            chunk = [group[j] for j in part]
+            # the reference resizes the float64 RGB crop, then float32 maps (SPEC 3.2 steps 1, 4)
+            starts, ay, ax = stack_window_resize_matrices([c.rect for c in chunk], (H, W), shape,
+                                                          cv_dtype=np.float64, channels=3, window=window)
+            rgb = batcher.run(batched_window_resize, (starts, ay, ax), shared=(image,))[0]
+            depth = device.midas_batched(models.midas_graphdef, models.midas_state, rgb, batcher)
+            by = np.stack([device.resize_into_canvas(nh, c.h, hc, v_net) for c in chunk])
+            bx = np.stack([device.resize_into_canvas(nw, c.w, wc, v_net) for c in chunk])
+            valid = np.stack([(np.arange(hc)[:, None] < c.h) & (np.arange(wc)[None, :] < c.w) for c in chunk])
+            v_crop = [device.variant(np.float32, (c.h, c.w)) for c in chunk]
+            cy = np.stack([device.resize_from_canvas(c.h, device.MERGE_SIZE, hc, v) for c, v in zip(chunk, v_crop)])
+            cx = np.stack([device.resize_from_canvas(c.w, device.MERGE_SIZE, wc, v) for c, v in zip(chunk, v_crop)])
+            crop_maps, merge_maps = batcher.run(device.estimate_to_crop_and_merge_size,
+                                                (by, depth, bx, valid, cy, cx))
+            crop_host = np.asarray(crop_maps) if keep_at_crop else None
+            for j, k in enumerate(part):
+                i = idx[k]
+                at_merge[i] = merge_maps[j]
+                if keep_at_crop:
+                    at_crop[i] = crop_host[j, :crops[i].h, :crops[i].w]
     return SingleEstimates(at_crop, jnp.stack(at_merge), net)
 
 
@@ -221,31 +238,44 @@ def _local_boost(models: Models, whole_double: jax.Array, p: Plan, config: Boost
         result.midas_calls += [(c.h, c.w, rf), (c.h, c.w, config.patch_netsize)]
         result.net_shapes += [s_low, s_high]
     pe = batcher.run(device.double_from_estimates, (p_low.at_merge, p_high.at_merge), shared=(mg, ms))[0]
+    # drop the 1024^2 single estimates (4 MB per patch each): only pe is needed from here on
+    p_low, p_high = replace(p_low, at_merge=None), replace(p_high, at_merge=None)
     stage_done("patch_double_merges", pe)
-    # float32 base crops -> 1024^2 (SPEC 5.4 step 4)
-    starts, ey, ex = stack_window_resize_matrices([c.rect for c in crops], (hs, ws))
-    b1 = batcher.run(batched_window_resize, (starts, ey, ex), shared=(e_base,))[0]
-    m, alpha, beta = batcher.run(device.merge_into_base, (b1, pe), shared=(mg, ms))
-    stage_done("patch_base_merges", m)
-    result.merge_calls += 2 * n
-    report("patches", 3 * n // 4, n)
+    # SPEC 5.4 steps 4-9 chunk by chunk in merge order: the merge inputs come from the frozen base estimate
+    # (quirk Q5), so only the blend is ordered, and blending each chunk as it comes is the same fold.
+    window = window_size([c.rect for c in crops], (hs, ws))
     hc = device.canvas_size(max(c.h for c in crops))
     wc = device.canvas_size(max(c.w for c in crops))
-    # P is float64 in the reference (polyfit output), so its resize runs cv2's generic path (SPEC 5.4 step 7)
-    fy = np.stack([device.resize_into_canvas(device.MERGE_SIZE, c.h, hc, "generic") for c in crops])
-    fx = np.stack([device.resize_into_canvas(device.MERGE_SIZE, c.w, wc, "generic") for c in crops])
-    aligned = np.asarray(batcher.run(device.aligned_to_canvas, (fy, m, fx, alpha, beta))[0])
-    result.timings["patches"] = time.perf_counter() - t
-    t = time.perf_counter()
-    updated = blend(base_host, crops, aligned)
-    result.timings["blend"] = time.perf_counter() - t
+    updated = np.array(base_host, np.float32, copy=True)
+    alphas, betas, first_m, t_blend = [], [], None, 0.0
+    for part in _chunks(n, batcher):
+        chunk = [crops[i] for i in part]
+        # float32 base crops -> 1024^2 (SPEC 5.4 step 4)
+        starts, ey, ex = stack_window_resize_matrices([c.rect for c in chunk], (hs, ws), window=window)
+        b1 = batcher.run(batched_window_resize, (starts, ey, ex), shared=(e_base,))[0]
+        m, alpha, beta = batcher.run(device.merge_into_base, (b1, pe[part.start:part.stop]), shared=(mg, ms))
+        # P is float64 in the reference (polyfit output), so its resize runs cv2's generic path (SPEC 5.4 step 7)
+        fy = np.stack([device.resize_into_canvas(device.MERGE_SIZE, c.h, hc, "generic") for c in chunk])
+        fx = np.stack([device.resize_into_canvas(device.MERGE_SIZE, c.w, wc, "generic") for c in chunk])
+        aligned = np.asarray(batcher.run(device.aligned_to_canvas, (fy, m, fx, alpha, beta))[0])
+        alphas.append(np.asarray(alpha, np.float64))
+        betas.append(np.asarray(beta, np.float64))
+        if first_m is None:
+            first_m = np.asarray(m[0])
+        tb = time.perf_counter()
+        blend_into(updated, chunk, aligned)
+        t_blend += time.perf_counter() - tb
+    result.merge_calls += 2 * n
+    stage_done("patch_base_merges", updated)
+    result.timings["patches"] = time.perf_counter() - t - t_blend
+    result.timings["blend"] = t_blend
     report("patches", n, n)
     if keep:
         result.intermediates.update(
             final_estimate=updated,
-            patch_polyfit=np.stack([np.asarray(alpha, np.float64), np.asarray(beta, np.float64)], 1),
+            patch_polyfit=np.stack([np.concatenate(alphas), np.concatenate(betas)], 1),
             patch_000_single_low=p_low.at_crop[0], patch_000_single_high=p_high.at_crop[0],
-            patch_000_double=np.asarray(pe[0]), patch_000_mapped=np.asarray(m[0]))
+            patch_000_double=np.asarray(pe[0]), patch_000_mapped=first_m)
     return updated
 
 
@@ -255,8 +285,13 @@ def blend(base: np.ndarray, crops: list[Crop], aligned: np.ndarray) -> np.ndarra
     ``aligned[i]`` holds patch i's aligned estimate on a canvas (top-left h x w valid).
     """
     out = np.array(base, np.float32, copy=True)
+    blend_into(out, crops, aligned)
+    return out
+
+
+def blend_into(out: np.ndarray, crops: list[Crop], aligned: np.ndarray) -> None:
+    """:func:`blend` in place on ``out`` (float32), so patches can be blended chunk by chunk in merge order."""
     for i, c in enumerate(crops):
         mk = patch_mask(c.h, c.w).astype(np.float64)
         region = out[c.y:c.y + c.h, c.x:c.x + c.w].astype(np.float64)
         out[c.y:c.y + c.h, c.x:c.x + c.w] = region * (1 - mk) + aligned[i, :c.h, :c.w].astype(np.float64) * mk
-    return out
