@@ -2,7 +2,7 @@
 
     python bench/bench.py [--images PATH ...] [--generated 2000x1500] [--photo 2000x1500] [--mode final]
                           [--max-res N] [--precision float32|tf32|bfloat16] [--weights-dir DIR] [--max-batch N]
-                          [--json OUT] [--skip-layers] [--cache-dir DIR]
+                          [--json OUT] [--skip-layers] [--cold-only] [--cache-dir DIR]
 
 Per image: wall time per pipeline stage (plan, whole-image passes, patch work, blend) for a cold run (with
 compilation) and a warm run of the same image, the number of network passes, their FLOPs (XLA cost
@@ -228,6 +228,7 @@ def main():
     ap.add_argument("--weights-dir", type=Path)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--skip-layers", action="store_true")
+    ap.add_argument("--cold-only", action="store_true", help="skip the warm run (e.g. to measure peak RSS)")
     a = ap.parse_args()
 
     from hrjax.io import read_image
@@ -265,8 +266,8 @@ def main():
             c0, s0 = counter.count, counter.seconds
             cold = boost(models, img, cfg)
             c1, s1 = counter.count, counter.seconds
-            warm = boost(models, img, cfg)
-            recompiles = counter.count - c1
+            warm = cold if a.cold_only else boost(models, img, cfg)
+            recompiles = counter.count - c1 if not a.cold_only else None
             fl = network_flops(models, warm.net_shapes, warm.merge_calls)
             total = warm.timings["total"]
             run = {"image": name, "shape": list(img.shape[:2]), "R": warm.plan.R, "patches": warm.plan.n_patches,

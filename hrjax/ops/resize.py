@@ -96,7 +96,10 @@ def _cubic_weights_f64(x: np.ndarray) -> np.ndarray:
     return np.stack([far(1.0 + x), near(x), near(1.0 - x), far(2.0 - x)], axis=-1)
 
 
-@functools.lru_cache(maxsize=512)
+# A few dozen entries: the pipeline asks for the same sizes again and again (the network sizes, 1024, the
+# whole image), but every patch of a photo also has its own (1024 x 3000 float64 = 24 MB): an unbounded or
+# 512-entry cache held GBs of them after one 65-patch image.
+@functools.lru_cache(maxsize=24)
 def resize_matrix(n_in: int, n_out: int, method: Method = "cubic", variant: Variant = "generic",
                   vertical: bool = False) -> np.ndarray:
     """(n_out, n_in) float64 matrix ``R`` with ``resize_1d(v) = R @ v``, exactly as cv2 (SPEC §9.2).
