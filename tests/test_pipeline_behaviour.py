@@ -49,6 +49,8 @@ def test_sharding_over_8_devices_does_not_change_the_result(models, small_scene)
     import jax
     assert len(jax.devices()) == 8
     cfg = BoostConfig(mode="final", max_res=800, receptive_field=128, max_batch=8)
+    # the native grouped conv compiles ~8x faster on CPU; the formulation has its own parity tests
+    models = models.configured(grouped_impl="native")
     one = boost(models, small_scene, cfg)
     assert one.plan.n_patches >= 2
     sharded = boost(models.on_mesh(device.data_mesh()), small_scene, cfg)
