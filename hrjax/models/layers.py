@@ -38,16 +38,15 @@ PRECISIONS = ("float32", "tf32", "bfloat16")
 def lax_conv(x: jax.Array, w: jax.Array, *, precision: str = "float32", **kwargs) -> jax.Array:
     """``lax.conv_general_dilated`` (NHWC, HWIO) in one of :data:`PRECISIONS`; the result is float32."""
     if precision == "float32":
-        return jax.lax.conv_general_dilated(x, w, dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=HIGHEST,
-                                            **kwargs)
-    if precision == "tf32":
-        return jax.lax.conv_general_dilated(x, w, dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                            precision=jax.lax.Precision.DEFAULT, **kwargs)
-    if precision == "bfloat16":
-        return jax.lax.conv_general_dilated(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16),
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                            preferred_element_type=jnp.float32, **kwargs)
-    raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        arith = {"precision": HIGHEST}
+    elif precision == "tf32":
+        arith = {"precision": jax.lax.Precision.DEFAULT}
+    elif precision == "bfloat16":
+        x, w = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+        arith = {"preferred_element_type": jnp.float32}
+    else:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return jax.lax.conv_general_dilated(x, w, dimension_numbers=("NHWC", "HWIO", "NHWC"), **arith, **kwargs)
 
 
 def channels_last(v: jax.Array, ndim: int) -> jax.Array:
@@ -67,8 +66,7 @@ class Conv2d(nnx.Module):
                  groups: int = 1, bias: bool = True, grouped_impl: str = "auto", precision: str = "float32"):
         if in_ch % groups or out_ch % groups:
             raise ValueError(f"channels {in_ch}->{out_ch} not divisible by groups={groups}")
-        if grouped_impl not in GROUPED_IMPLS:
-            raise ValueError(f"grouped_impl must be one of {GROUPED_IMPLS}, got {grouped_impl!r}")
+        resolve_grouped_impl(grouped_impl)  # validates
         self.stride, self.padding, self.groups = stride, padding, groups
         self.grouped_impl = grouped_impl
         self.precision = precision
