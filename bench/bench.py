@@ -38,6 +38,8 @@ limit_malloc_arenas()  # before JAX starts its threads: peak RSS is one of the f
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
+from rss import RssSampler  # noqa: E402
+
 from hrjax.pipeline import device  # noqa: E402
 from hrjax.pipeline.boost import boost  # noqa: E402
 from hrjax.pipeline.config import BoostConfig  # noqa: E402
@@ -264,9 +266,11 @@ def main():
         report["runs"] = []
         for name, img in inputs:
             c0, s0 = counter.count, counter.seconds
-            cold = boost(models, img, cfg)
+            with RssSampler() as rss_cold:
+                cold = boost(models, img, cfg, progress=rss_cold.progress)
             c1, s1 = counter.count, counter.seconds
-            warm = cold if a.cold_only else boost(models, img, cfg)
+            with RssSampler() as rss_warm:
+                warm = cold if a.cold_only else boost(models, img, cfg, progress=rss_warm.progress)
             recompiles = counter.count - c1 if not a.cold_only else None
             fl = network_flops(models, warm.net_shapes, warm.merge_calls)
             total = warm.timings["total"]
@@ -277,7 +281,10 @@ def main():
                    "midas_tflop": fl["midas"] / 1e12, "merge_tflop": fl["merge"] / 1e12,
                    "achieved_gflop_s": (fl["midas"] + fl["merge"]) / total / 1e9,
                    "of_peak": (fl["midas"] + fl["merge"]) / total / 1e9 / peak,
-                   "images_per_hour": 3600 / total, "peak_rss_gb": peak_rss_gb(), "device_peak_gb": device_peak_gb()}
+                   "images_per_hour": 3600 / total, "peak_rss_gb": peak_rss_gb(), "device_peak_gb": device_peak_gb(),
+                   "stage_peak_rss_gb_cold": {k: v / 2 ** 30 for k, v in rss_cold.peaks.items()},
+                   "stage_peak_rss_gb_warm": {k: v / 2 ** 30 for k, v in rss_warm.peaks.items()},
+                   "rss_timeline_cold": [(t, b / 2 ** 30, k) for t, b, k in rss_cold.timeline]}
             report["runs"].append(run)
             print(f"{name} {img.shape[1]}x{img.shape[0]} mode {a.mode}: R={run['R']} patches={run['patches']} "
                   f"passes MiDaS {run['midas_passes']} / merge {run['merge_passes']} ({run['tflop']:.2f} TFLOP)")
@@ -287,6 +294,10 @@ def main():
             print(f"  {run['achieved_gflop_s']:.0f} GFLOP/s = {100 * run['of_peak']:.0f}% of matmul peak; "
                   f"{run['images_per_hour']:.0f} images/hour; peak RSS {run['peak_rss_gb']:.2f} GB"
                   + (f"; device peak {run['device_peak_gb']:.2f} GB" if run["device_peak_gb"] else ""))
+            for when in ("cold", "warm"):
+                peaks = run[f"stage_peak_rss_gb_{when}"]
+                if peaks:
+                    print(f"  peak RSS per stage ({when}): " + ", ".join(f"{k} {v:.2f} GB" for k, v in peaks.items()))
     if a.json:
         a.json.write_text(json.dumps(report, indent=1))
         print(f"wrote {a.json}")

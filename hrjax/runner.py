@@ -485,9 +485,7 @@ class Reporter:
     def stage(self, stage: str, done: int, total: int) -> None:
         if self._progress is None:
             return
-        what = f"{total} patches" if stage == "patches" else stage
-        if stage == "saving patches":
-            what = f"saving patches {done}/{total}"
+        what = f"{stage} {done}/{total}" if total > 1 else stage
         self._progress.update(self._task, description=f"{self._label}: {what}")
 
     def finish(self, rec: ImageRecord) -> None:

@@ -161,3 +161,15 @@ def test_batcher_pads_and_trims():
     out = device.Batcher(4, device.data_mesh()).run(fn, (x,))[0]  # 8 CPU devices in tests
     np.testing.assert_array_equal(np.asarray(out), x * 2)
     assert calls == [8, 8, 8] and len(out.sharding.device_set) == 8
+
+
+def test_merge_stages_donate_their_base_input(models):
+    """The merge stages write their (N, 1024, 1024) output into a donated input (no second buffer)."""
+    import jax
+    import jax.numpy as jnp
+
+    m = jax.ShapeDtypeStruct((2, 1024, 1024), jnp.float32)
+    for fn, donated in ((device.double_from_estimates, (True, False)), (device.merge_into_base, (True, False))):
+        args = fn.lower(models.merge_graphdef, models.merge_state, m, m).args_info[0]  # (state, a, b): static
+        assert tuple(a.donated for a in args[1:]) == donated, fn                      # graphdef left out
+        assert not any(a.donated for a in jax.tree.leaves(args[0])), "weights must never be donated"

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hrjax.host_memory import FreeMemoryReleaser
 from hrjax.ops.crop import (batched_crop_resize, batched_window_resize, stack_crop_resize_matrices,
                             stack_window_resize_matrices, window_size)
 from hrjax.ops.mask import patch_mask
@@ -33,6 +34,9 @@ from hrjax.pipeline.models import Models
 from hrjax.pipeline.patches import Plan, plan as make_plan
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+# The progress stages of a Final run after "search" and "whole image" (each reported 0/1 then 1/1): the
+# per-patch stages, each reported as (stage, patches done, patches) chunk by chunk.
+STAGES = ("patch low passes", "patch high passes", "patch double merges", "patch merges + blend")
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,9 @@ class BoostResult:
 # of a chunk are sized by the largest patch of its group (up to the whole target image, ~3000 x 4000), so
 # building them for all of a photo's 65 patches at once took >10 GB of host memory.
 PATCH_CHUNK = 8
+# Free heap pages go back to the OS this often during a run (hrjax.host_memory): XLA:CPU's buffer churn
+# fragments glibc's heap. Every 0.5 s cost no measurable time either (the machine's noise is ~10 %).
+RELEASE_INTERVAL_S = 2.0
 
 
 def _chunks(n: int, batcher) -> list[range]:
@@ -88,15 +95,18 @@ def _chunks(n: int, batcher) -> list[range]:
 
 
 def single_estimates(models: Models, image: jax.Array, crops: list[Crop], msize: int, cfg: BoostConfig,
-                     *, keep_at_crop: bool = True, canvas_quantum: int = 64) -> SingleEstimates:
+                     *, keep_at_crop: bool = True, canvas_quantum: int = 64,
+                     on_chunk: Callable[[int], None] | None = None) -> SingleEstimates:
     """MiDaS single estimates (SPEC 3.2) of many crops of ``image`` (H, W, 3) at one requested size, batched
-    per network input shape (and built chunk by chunk, see PATCH_CHUNK)."""
+    per network input shape (and built chunk by chunk, see PATCH_CHUNK). ``on_chunk(k)`` is called after each
+    chunk with the number of crops done so far."""
     msize = min(msize, cfg.max_net_input)  # single() clamps to GPU_threshold first (SPEC 3.1, Q14)
     H, W = image.shape[:2]
     net = [midas_input_size(c.h, c.w, msize) for c in crops]
     at_crop: list[np.ndarray | None] = [None] * len(crops)
     at_merge: list[jax.Array | None] = [None] * len(crops)
     batcher = models.batcher(cfg.max_batch)
+    done = 0
     for shape in sorted(set(net)):
         idx = [i for i, s in enumerate(net) if s == shape]
         nh, nw = shape
@@ -127,6 +137,11 @@ def single_estimates(models: Models, image: jax.Array, crops: list[Crop], msize:
                 at_merge[i] = merge_maps[j]
                 if keep_at_crop:
                     at_crop[i] = crop_host[j, :crops[i].h, :crops[i].w]
+            done += len(chunk)
+            if on_chunk is not None:
+                # wait for the chunk, so the progress is true and the dispatch queue stays one chunk deep
+                jax.block_until_ready(merge_maps)
+                on_chunk(done)
     return SingleEstimates(at_crop, jnp.stack(at_merge), net)
 
 
@@ -149,7 +164,12 @@ def boost(models: Models, image: np.ndarray, config: BoostConfig = BoostConfig()
     or the internal size (``"native"``). ``keep_intermediates`` adds the reference's named intermediate maps
     (golden README 5) to ``result.intermediates``.
     """
-    report = progress or (lambda *_: None)
+    with FreeMemoryReleaser(RELEASE_INTERVAL_S):
+        return _boost(models, image, config, keep_intermediates, progress or (lambda *_: None))
+
+
+def _boost(models: Models, image: np.ndarray, config: BoostConfig, keep_intermediates: bool,
+           report: Progress) -> BoostResult:
     t0 = time.perf_counter()
     img = to_rgb_float64(image)
     h_in, w_in = img.shape[:2]
@@ -216,7 +236,6 @@ def _local_boost(models: Models, whole_double: jax.Array, p: Plan, config: Boost
         if keep:
             result.intermediates["final_estimate"] = base_host
         return base_host
-    report("patches", 0, n)
     stage_t = time.perf_counter()
 
     def stage_done(name: str, *arrays) -> None:
@@ -227,20 +246,27 @@ def _local_boost(models: Models, whole_double: jax.Array, p: Plan, config: Boost
         result.timings[name] = now - stage_t
         stage_t = now
 
+    def progress_of(stage: str) -> Callable[[int], None]:
+        report(stage, 0, n)
+        return lambda done: report(stage, done, n)
+
     img_out = jnp.asarray(p.img_out, jnp.float32)
-    p_low = single_estimates(models, img_out, crops, rf, config, keep_at_crop=keep)
+    p_low = single_estimates(models, img_out, crops, rf, config, keep_at_crop=keep,
+                             on_chunk=progress_of(STAGES[0]))
     stage_done("patch_low_passes", p_low.at_merge)
-    report("patches", n // 4, n)
-    p_high = single_estimates(models, img_out, crops, config.patch_netsize, config, keep_at_crop=keep)
+    p_high = single_estimates(models, img_out, crops, config.patch_netsize, config, keep_at_crop=keep,
+                              on_chunk=progress_of(STAGES[1]))
     stage_done("patch_high_passes", p_high.at_merge)
-    report("patches", n // 2, n)
     for c, s_low, s_high in zip(crops, p_low.net_shapes, p_high.net_shapes):
         result.midas_calls += [(c.h, c.w, rf), (c.h, c.w, config.patch_netsize)]
         result.net_shapes += [s_low, s_high]
+    progress_of(STAGES[2])
     pe = batcher.run(device.double_from_estimates, (p_low.at_merge, p_high.at_merge), shared=(mg, ms))[0]
     # drop the 1024^2 single estimates (4 MB per patch each): only pe is needed from here on
     p_low, p_high = replace(p_low, at_merge=None), replace(p_high, at_merge=None)
     stage_done("patch_double_merges", pe)
+    report(STAGES[2], n, n)
+    merged = progress_of(STAGES[3])
     # SPEC 5.4 steps 4-9 chunk by chunk in merge order: the merge inputs come from the frozen base estimate
     # (quirk Q5), so only the blend is ordered, and blending each chunk as it comes is the same fold.
     window = window_size([c.rect for c in crops], (hs, ws))
@@ -265,11 +291,11 @@ def _local_boost(models: Models, whole_double: jax.Array, p: Plan, config: Boost
         tb = time.perf_counter()
         blend_into(updated, chunk, aligned)
         t_blend += time.perf_counter() - tb
+        merged(part.stop)
     result.merge_calls += 2 * n
     stage_done("patch_base_merges", updated)
     result.timings["patches"] = time.perf_counter() - t - t_blend
     result.timings["blend"] = t_blend
-    report("patches", n, n)
     if keep:
         result.intermediates.update(
             final_estimate=updated,

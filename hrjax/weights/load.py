@@ -26,7 +26,8 @@ def load_model(model: str, weights_dir: Path | None = None) -> tuple[nnx.GraphDe
         flat, _ = store.load_flat(wd, model)
     except store.WeightsError as e:
         raise store.WeightsError(f"{e}\nTo install it:\n{fix_it_commands(model, weights_dir)}") from e
-    net = entry.build()
+    # abstract: building the network with its random initialisation would hold a second copy of the weights
+    net = nnx.eval_shape(entry.build)
     try:
         matched = match_state_dict(key_table(net), flat, what=f"stored weights {wd / model}", from_torch=False)
     except CheckpointMismatch as e:
@@ -37,7 +38,7 @@ def load_model(model: str, weights_dir: Path | None = None) -> tuple[nnx.GraphDe
 
 def state_from_torch_tensors(model: str, tensors) -> tuple[nnx.GraphDef, nnx.State]:
     """(graphdef, state) straight from an in-memory PyTorch-layout state_dict (numpy arrays); for tests/tools."""
-    net = catalog.get(model).build()
+    net = nnx.eval_shape(catalog.get(model).build)
     matched = match_state_dict(key_table(net), tensors, what=f"state_dict for {model}", from_torch=True)
     graphdef, _ = nnx.split(net)
     return graphdef, fill_state(net, matched)
