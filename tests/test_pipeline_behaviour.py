@@ -33,9 +33,31 @@ def _check_depth(depth, shape):
 
 
 def test_batching_and_sharding_do_not_change_the_result(models, small_scene):
-    one = boost(models, small_scene, BoostConfig(mode="final", max_res=1600, max_batch=1))
+    calls = []
+    one = boost(models, small_scene, BoostConfig(mode="final", max_res=1600, max_batch=1),
+                progress=lambda *a: calls.append(a))
     many = boost(models, small_scene, BoostConfig(mode="final", max_res=1600, max_batch=16))
     assert one.plan.n_patches == 3
+    # progress: every stage from 0 to its total, in the pipeline's order
+    from hrjax.pipeline.boost import STAGES
+    assert [c[0] for c in calls if c[1] == 0] == ["search", "whole image", *STAGES]
+    assert [c[0] for c in calls if c[1] == c[2]] == ["search", "whole image", *STAGES]
+    assert all(c[2] == 3 for c in calls if c[0] in STAGES)
+    # a second run of the same image and options compiles nothing (every stage hits the jit caches)
+    import jax
+    compiles = []
+
+    def on_event(name, secs, **_):
+        if name == "/jax/core/compile/backend_compile_duration":
+            compiles.append(secs)
+
+    jax.monitoring.register_event_duration_secs_listener(on_event)
+    try:
+        again = boost(models, small_scene, BoostConfig(mode="final", max_res=1600, max_batch=1))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(on_event)
+    assert compiles == []
+    np.testing.assert_array_equal(again.depth, one.depth)
     _check_depth(one.depth, (120, 160))
     np.testing.assert_allclose(one.depth, many.depth, rtol=0, atol=2e-6)
     assert one.merge_calls == many.merge_calls == 1 + 2 * 3
