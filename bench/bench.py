@@ -283,7 +283,8 @@ def main():
                    "of_peak": (fl["midas"] + fl["merge"]) / total / 1e9 / peak,
                    "images_per_hour": 3600 / total, "peak_rss_gb": peak_rss_gb(), "device_peak_gb": device_peak_gb(),
                    "stage_peak_rss_gb_cold": {k: v / 2 ** 30 for k, v in rss_cold.peaks.items()},
-                   "stage_peak_rss_gb_warm": {k: v / 2 ** 30 for k, v in rss_warm.peaks.items()},
+                   "stage_peak_rss_gb_warm": ({} if a.cold_only
+                                              else {k: v / 2 ** 30 for k, v in rss_warm.peaks.items()}),
                    "rss_timeline_cold": [(t, b / 2 ** 30, k) for t, b, k in rss_cold.timeline]}
             report["runs"].append(run)
             print(f"{name} {img.shape[1]}x{img.shape[0]} mode {a.mode}: R={run['R']} patches={run['patches']} "
