@@ -2,7 +2,7 @@
 
 Host-side numpy + cv2; everything here is cheap and data-dependent (it decides *which* network calls run),
 so it stays out of jit. :func:`plan` runs the whole per-image host flow up to the merge loop and returns a
-frozen :class:`Plan`; the network stages only consume its numbers and its patch RGB image (``img_out``).
+frozen :class:`Plan`; the network stages only consume its numbers and its two RGB images.
 
 Rounding follows the reference (SPEC §9.1 Q10): Python/NumPy ``round`` is round-half-to-even, and sizes are
 ``int()`` of the rounded value.
@@ -222,15 +222,14 @@ class Plan:
     R0_K: float
     factor: float | None  # Final only (step 6; computed even when max_res < R)
     boost: bool  # local boosting runs (Final and not max_res < R, step 7)
-    target_size: tuple[int, int] | None  # (a, b) = (rows, cols) of the target image (step 8)
+    target_size: tuple[int, int] | None  # (a, b) = (rows, cols) of img_target
     rects_target: np.ndarray  # (N, 4) int64 [x, y, w, h] in target pixels, merge order
     patch_ids: np.ndarray  # (N,) int64 kept-grid ids, merge order
     rects_scaled: np.ndarray  # (N, 4) int64, round_half_even(rects_target · mergein_scale)
     mergein_scale: float | None  # s of step 10
     mergein_shape: tuple[int, int] | None  # (rows, cols) of E_base / E_upd / img_out
-    # The target image itself ((a, b, 3) float64, often 10+ MP) is not kept: only patch selection and img_out
-    # need it, and holding it for the whole run cost ~0.3 GB of host memory on a 2000x1500 photo.
-    img_out: np.ndarray | None  # mergein_shape + (3,) float64, CUBIC from the target image: patch RGB is cut here
+    img_target: np.ndarray | None  # (a, b, 3) float64, CUBIC from the input; may overshoot [0, 1], unclipped
+    img_out: np.ndarray | None  # mergein_shape + (3,) float64, CUBIC from img_target: patch RGB is cut here
 
     @property
     def n_patches(self) -> int:
@@ -273,13 +272,13 @@ def plan(img: np.ndarray, mode: str, receptive_field: int = 384, max_res: float 
     if mode != "final":
         return Plan(**common, factor=None, boost=False, target_size=None, rects_target=_frozen(empty4),
                     patch_ids=_frozen(np.zeros((0,), np.int64)), rects_scaled=_frozen(empty4.copy()),
-                    mergein_scale=None, mergein_shape=None, img_out=None)
+                    mergein_scale=None, mergein_shape=None, img_target=None, img_out=None)
 
     factor = patch_factor(k, r)
     if max_res < r:  # step 7: the whole-image double estimate is the final result
         return Plan(**common, factor=factor, boost=False, target_size=None, rects_target=_frozen(empty4),
                     patch_ids=_frozen(np.zeros((0,), np.int64)), rects_scaled=_frozen(empty4.copy()),
-                    mergein_scale=None, mergein_shape=None, img_out=None)
+                    mergein_scale=None, mergein_shape=None, img_target=None, img_out=None)
 
     a, b = target_size(h, w, r, factor, max_res)
     img_t = cv2.resize(img, (b, a), interpolation=cv2.INTER_CUBIC)  # step 8: may overshoot [0,1]; not clipped
@@ -288,4 +287,4 @@ def plan(img: np.ndarray, mode: str, receptive_field: int = 384, max_res: float 
     img_o = cv2.resize(img_t, (wo, ho), interpolation=cv2.INTER_CUBIC)  # step 10 (a same-size resize copies)
     return Plan(**common, factor=factor, boost=True, target_size=(a, b), rects_target=_frozen(rects),
                 patch_ids=_frozen(ids), rects_scaled=_frozen(scale_rects(rects, s)), mergein_scale=s,
-                mergein_shape=(ho, wo), img_out=_frozen(img_o))
+                mergein_shape=(ho, wo), img_target=_frozen(img_t), img_out=_frozen(img_o))
