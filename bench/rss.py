@@ -62,12 +62,6 @@ class RssSampler:
         while not self._stop.wait(self.interval):
             self._sample()
 
-    def reset(self, label: str = "start") -> None:
-        """Forget the peaks so far (e.g. between a cold and a warm run)."""
-        self.peaks = {}
-        self.label(label)
-        self.peaks = {}
-
     def __enter__(self) -> "RssSampler":
         self._thread.start()
         return self

@@ -260,12 +260,12 @@ def _local_boost(models: Models, whole_double: jax.Array, p: Plan, config: Boost
     for c, s_low, s_high in zip(crops, p_low.net_shapes, p_high.net_shapes):
         result.midas_calls += [(c.h, c.w, rf), (c.h, c.w, config.patch_netsize)]
         result.net_shapes += [s_low, s_high]
-    progress_of(STAGES[2])
+    double_merged = progress_of(STAGES[2])
     pe = batcher.run(device.double_from_estimates, (p_low.at_merge, p_high.at_merge), shared=(mg, ms))[0]
     # drop the 1024^2 single estimates (4 MB per patch each): only pe is needed from here on
     p_low, p_high = replace(p_low, at_merge=None), replace(p_high, at_merge=None)
     stage_done("patch_double_merges", pe)
-    report(STAGES[2], n, n)
+    double_merged(n)
     merged = progress_of(STAGES[3])
     # SPEC 5.4 steps 4-9 chunk by chunk in merge order: the merge inputs come from the frozen base estimate
     # (quirk Q5), so only the blend is ordered, and blending each chunk as it comes is the same fold.
