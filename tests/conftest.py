@@ -1,14 +1,27 @@
 """Test configuration in the equinox style: strict dtype promotion, rank promotion raises, 8 CPU devices.
 
-The flags must be set before jax is imported anywhere, hence at the top of this file.
+The flags must be set before jax is imported anywhere, hence at the top of this file. Also set here, for the
+whole session and every subprocess the tests start (they inherit the environment): one temporary JAX
+compilation cache, so a program compiled once (MiDaS at a given shape, the merge net) is compiled once per
+session instead of once per process or per test module.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
     os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+_COMPILE_CACHE = tempfile.mkdtemp(prefix="hrjax-tests-jax-cache-")
+atexit.register(shutil.rmtree, _COMPILE_CACHE, ignore_errors=True)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _COMPILE_CACHE     # this process (read when jax is imported) ...
+os.environ["HRJAX_CACHE_DIR"] = _COMPILE_CACHE               # ... and the CLI's default --cache-dir
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 from hrjax.host_memory import limit_malloc_arenas  # noqa: E402
 
@@ -19,6 +32,10 @@ from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+from ci_strict import pytest_runtest_makereport  # noqa: E402,F401  (CI=true: a skip is a failure)
+
+pytest_plugins = ["pytester"]
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -33,14 +50,17 @@ def golden_dir() -> Path | None:
 
 
 @pytest.fixture(scope="session")
+def compile_cache() -> Path:
+    """The session's JAX compilation cache (also the default of the CLI's --cache-dir in tests)."""
+    return Path(_COMPILE_CACHE)
+
+
+@pytest.fixture(scope="session")
 def golden() -> Path:
-    """The golden folder; on CI (CI=true) its absence is a failure, elsewhere a skip."""
+    """The golden folder; missing, it is a skip (a failure under CI=true, see ci_strict)."""
     g = golden_dir()
     if g is None:
-        msg = "golden fixtures not found (../shared/golden or $HRJAX_GOLDEN_DIR)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        pytest.skip("golden fixtures not found (../shared/golden or $HRJAX_GOLDEN_DIR)")
     return g
 
 
@@ -63,31 +83,48 @@ def golden_compare(golden):
     return _golden_module(golden, "compare.py", "golden_compare")
 
 
-def _synthetic_checkpoint(tmp_path_factory, golden, synth, manifest: str, name: str) -> Path:
+@pytest.fixture(scope="session")
+def synth_state_dicts(golden, synth) -> dict:
+    """``{model: state dict}`` of the synthetic weights (golden README 2), numpy arrays, built once."""
+    return {model: synth.synth_state_dict(synth.load_manifest(golden / "manifests" / f"{model}.json"), seed=0)
+            for model in ("midas_v21", "mergenet")}
+
+
+def _synthetic_checkpoint(tmp_path_factory, synth, state_dict, name: str) -> Path:
     pytest.importorskip("torch")
     out = tmp_path_factory.mktemp("ckpt") / name
-    synth.save_torch(synth.synth_state_dict(synth.load_manifest(golden / "manifests" / manifest), seed=0), out)
+    synth.save_torch(state_dict, out)
     return out
 
 
 @pytest.fixture(scope="session")
-def midas_checkpoint(tmp_path_factory, golden, synth) -> Path:
-    """Synthetic MiDaS v2.1 checkpoint in the official layout (plain torch state_dict)."""
-    return _synthetic_checkpoint(tmp_path_factory, golden, synth, "midas_v21.json", "midas_v21-f6b98070.pt")
+def midas_checkpoint(tmp_path_factory, synth, synth_state_dicts) -> Path:
+    """Synthetic MiDaS v2.1 checkpoint in the official layout (plain torch state_dict), written once."""
+    return _synthetic_checkpoint(tmp_path_factory, synth, synth_state_dicts["midas_v21"], "midas_v21-f6b98070.pt")
 
 
 @pytest.fixture(scope="session")
-def mergenet_checkpoint(tmp_path_factory, golden, synth) -> Path:
-    """Synthetic merge-net checkpoint in the official layout (plain torch state_dict)."""
-    return _synthetic_checkpoint(tmp_path_factory, golden, synth, "mergenet.json", "latest_net_G.pth")
+def mergenet_checkpoint(tmp_path_factory, synth, synth_state_dicts) -> Path:
+    """Synthetic merge-net checkpoint in the official layout (plain torch state_dict), written once."""
+    return _synthetic_checkpoint(tmp_path_factory, synth, synth_state_dicts["mergenet"], "latest_net_G.pth")
 
 
 @pytest.fixture(scope="session")
 def weights_dir(tmp_path_factory, midas_checkpoint, mergenet_checkpoint) -> Path:
-    """A weights store holding both synthetic models, converted with hrjax's own converter."""
+    """A weights store holding both synthetic models, converted once with hrjax's own converter.
+
+    Shared by every test that only reads it: tests that change a store copy it first."""
     from convert import convert_checkpoint
 
     wd = tmp_path_factory.mktemp("weights")
     convert_checkpoint("midas_v21", midas_checkpoint, wd)
     convert_checkpoint("mergenet", mergenet_checkpoint, wd)
     return wd
+
+
+@pytest.fixture(scope="session")
+def models(weights_dir):
+    """Both networks loaded once from ``weights_dir`` (hrjax.load_models), shared by the pipeline tests."""
+    from hrjax.pipeline.models import load_models
+
+    return load_models(weights_dir)

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -126,20 +125,17 @@ def test_fix_it_text_matches_the_weights_loader(tmp_path):
 
 
 def test_missing_weights_fail_fast_without_jax(tmp_path, images):
-    """As a subprocess through the console script: non-zero exit, the fix-it commands, well under a second,
-    and neither jax nor flax imported on that path."""
+    """As a subprocess through the console script: non-zero exit, the fix-it commands, and neither jax nor flax
+    imported on that path (what makes it fast; timed in no test, a loaded machine makes any bound flaky)."""
     from hrjax.weights.load import fix_it_commands
 
     empty = tmp_path / "no-weights"
     empty.mkdir()
     args = ["boost", str(images), "--output", str(tmp_path / "out"), "--weights-dir", str(empty)]
-    t = time.perf_counter()
     p = subprocess.run(console_script() + args, capture_output=True, text=True, timeout=60)
-    wall = time.perf_counter() - t
     assert p.returncode == 2, p.stderr
     for m in MODELS:
         assert fix_it_commands(m, empty) in p.stderr
-    assert wall < 1.5, f"missing-weights failure took {wall:.2f} s"
     assert not (tmp_path / "out").exists()
     # the same path with -X importtime: no jax/flax module was imported
     p = subprocess.run([sys.executable, "-X", "importtime", "-c", "import cli; cli.main()", *args],
@@ -175,9 +171,8 @@ def test_folder_run_bad_inputs_resume_overwrite(tmp_path, images, weights_dir):
     out = tmp_path / "out"
     args = ["boost", images, "--output", out, "--mode", "r0", "--weights-dir", weights_dir,
             "--save", "png16,npy,color", "--json"]
-    # 1. as a subprocess through the console script
-    p = subprocess.run(console_script() + [str(a) for a in args] + ["--cache-dir", str(tmp_path / "cache")],
-                       capture_output=True, text=True, timeout=900)
+    # 1. as a subprocess through the console script (compilation cache: the session's, $HRJAX_CACHE_DIR)
+    p = subprocess.run(console_script() + [str(a) for a in args], capture_output=True, text=True, timeout=900)
     assert p.returncode == 1, p.stderr
     recs = records(p.stdout)
     assert set(recs) == set(GOOD) | set(BAD)

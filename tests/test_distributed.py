@@ -68,7 +68,7 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {q.relative_to(folder).as_posix(): q.read_bytes() for q in sorted(folder.rglob("*")) if q.is_file()}
 
 
-def test_two_process_run_matches_single_process(tmp_path, weights_dir):
+def test_two_process_run_matches_single_process(tmp_path, weights_dir, compile_cache):
     folder = tmp_path / "in"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -76,7 +76,7 @@ def test_two_process_run_matches_single_process(tmp_path, weights_dir):
         y, x = np.mgrid[0:72, 0:96]
         img = np.stack([x * 2.5, y * 3.0 + 20 * i, (x + y) % 50 * 5], -1) + rng.integers(0, 25, (72, 96, 3))
         assert cv2.imwrite(str(folder / name), img.clip(0, 255).astype(np.uint8))
-    cache = tmp_path / "cache"
+    cache = compile_cache  # the session's: the five processes below compile each program once between them
 
     single = subprocess.run(_boost(folder, tmp_path / "single", weights_dir, cache), capture_output=True,
                             text=True, timeout=900, env=_env(), cwd=ROOT)

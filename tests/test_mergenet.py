@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -90,7 +91,7 @@ def test_conv_transpose_rejects_bad_impl():
 
 def test_key_table_matches_manifest(golden):
     manifest = json.loads((golden / "manifests" / "mergenet.json").read_text())
-    rows = key_table(UnetGenerator())
+    rows = key_table(nnx.eval_shape(UnetGenerator))
     assert [r.key for r in rows] and len(rows) == len(manifest) == 21
     assert {r.key: list(r.torch_shape) for r in rows} == {e["key"]: e["shape"] for e in manifest}
     by_key = {r.key: r for r in rows}
@@ -103,13 +104,9 @@ def test_key_table_matches_manifest(golden):
 # --- golden parity -----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def merge_model(mergenet_checkpoint, tmp_path_factory):
-    from convert import convert_checkpoint
-    from hrjax.weights.load import load_model
-
-    wd = tmp_path_factory.mktemp("mergenet_weights")
-    convert_checkpoint("mergenet", mergenet_checkpoint, wd)
-    return load_model("mergenet", wd)
+def merge_model(models):
+    """The merge net of the session's converted store, (graphdef, state)."""
+    return models.merge_graphdef, models.merge_state
 
 
 @pytest.fixture(scope="module")
@@ -130,20 +127,26 @@ def test_forward_matches_golden(merge_model, merge_golden, impl, record_property
     assert err <= MERGE_TOL
 
 
-def test_batched_merge_equals_single_merges(merge_model):
-    graphdef, state = merge_model
+def test_batched_merge_equals_single_merges():
+    """Batching the merge changes nothing beyond float32 round-off. A small U-Net of the same code (5 levels,
+    128^2, random init) keeps this quick; the full-size net is batched in the pipeline's invariance tests."""
+    graphdef, state = nnx.split(UnetGenerator(ngf=8, num_downs=5))
     rng = np.random.default_rng(3)
-    yy, xx = np.mgrid[0:1024, 0:1024].astype(np.float32) / 1024
+    # random weights with unit-gain scaling (HWIO kernels: fan-in = H*W*I), like the golden weight rule
+    state = jax.tree.map(lambda v: jnp.asarray(rng.standard_normal(v.shape) / np.sqrt(
+        np.prod(v.shape[:-1]) if v.ndim == 4 else 10.0), jnp.float32), state)
+    n = 128
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / n
 
     def smooth(seed_shift):  # a depth-like map: smooth ramps plus noise, distinct ranges per map
         a, b, c = rng.uniform(-2, 2, 3)
         return (seed_shift + a * xx + b * yy + c * np.sin(6 * xx * yy)
-                + 0.05 * rng.standard_normal((1024, 1024))).astype(np.float32)
+                + 0.05 * rng.standard_normal((n, n))).astype(np.float32)
 
     low = np.stack([smooth(s) for s in (0.0, 10.0, -3.0)])
     high = np.stack([smooth(s) * 7 for s in (1.0, 0.0, 5.0)])
     batched = np.asarray(merge(graphdef, state, jnp.asarray(low), jnp.asarray(high)))
-    assert batched.shape == (3, 1024, 1024)
+    assert batched.shape == (3, n, n)
     singles = np.concatenate([np.asarray(merge(graphdef, state, jnp.asarray(low[i:i + 1]),
                                                jnp.asarray(high[i:i + 1]))) for i in range(3)])
     assert np.all(np.isfinite(batched))
@@ -155,10 +158,8 @@ def test_batched_merge_equals_single_merges(merge_model):
 # --- converter strictness ----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def mergenet_tensors(mergenet_checkpoint):
-    from convert import read_torch_state_dict
-
-    return read_torch_state_dict(mergenet_checkpoint)
+def mergenet_tensors(synth_state_dicts):
+    return synth_state_dicts["mergenet"]
 
 
 def _bad(t):
@@ -172,19 +173,29 @@ def _bad(t):
 
 
 @pytest.mark.parametrize("case", ["missing", "extra", "misshaped"])
-def test_converter_rejects_bad_checkpoint(mergenet_tensors, tmp_path, case):
-    torch = pytest.importorskip("torch")
-    from convert import convert_checkpoint
+def test_strict_match_names_each_bad_key(mergenet_tensors, case):
+    """The converter's strict check, in memory: each kind of damage is refused and the key named."""
+    from hrjax.weights.keys import match_state_dict
 
     tensors, key, field = _bad(mergenet_tensors)[case]
-    src = tmp_path / "latest_net_G.pth"
-    torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}, src)
-    wd = tmp_path / "weights"
     with pytest.raises(CheckpointMismatch) as info:
-        convert_checkpoint("mergenet", src, wd)
+        match_state_dict(key_table(nnx.eval_shape(UnetGenerator)), tensors, what="checkpoint", from_torch=True)
     assert key in str(info.value)
     offending = getattr(info.value, field)
     assert [e[0] if isinstance(e, tuple) else e for e in offending] == [key]
+
+
+def test_converter_refuses_a_bad_file_and_writes_nothing(mergenet_tensors, tmp_path):
+    """The same check through convert_checkpoint on a file: refused, and no store is left behind."""
+    torch = pytest.importorskip("torch")
+    from convert import convert_checkpoint
+
+    tensors, key, _ = _bad(mergenet_tensors)["missing"]
+    src = tmp_path / "latest_net_G.pth"
+    torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}, src)
+    wd = tmp_path / "weights"
+    with pytest.raises(CheckpointMismatch, match=key):
+        convert_checkpoint("mergenet", src, wd)
     assert not (wd / "mergenet").exists()
 
 

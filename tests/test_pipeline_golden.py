@@ -1,24 +1,27 @@
-"""The whole pipeline against the reference goldens (golden README 5 and 6): bookkeeping exact, maps within
-the tolerance table of compare.py."""
+"""The whole pipeline against the reference goldens (golden README 5, 6 and 8): bookkeeping exact, maps within
+the tolerance table of compare.py, the network calls observed at the jitted functions, and the 16-bit writer.
+
+Default run: R0 and R20 of both images and a small Final of each (README 8: 3 and 4 patches, every key of the
+Final layout). The 2200-px Final cases (10 and 15 patches) are the fuller check, marked ``heavy``."""
 
 import json
+from collections import Counter
 
-import cv2
 import numpy as np
 import pytest
 
 from hrjax.io import quantize_16bit, read_image
+from hrjax.pipeline import device
 from hrjax.pipeline.boost import boost
 from hrjax.pipeline.config import BoostConfig
-from hrjax.pipeline.models import load_models
 
-CASES = [(img, mode) for img in ("synthetic_480", "lunch_640") for mode in ("R0", "R20", "Final")]
+CASES = [pytest.param(f"{img}_{mode}", id=f"{img}_{mode}")
+         for img, mode in (("synthetic_480", "R0"), ("synthetic_480", "R20"), ("synthetic_480", "Final_mr1500"),
+                           ("lunch_640", "R0"), ("lunch_640", "R20"), ("lunch_640", "Final_mr1728"))]
+HEAVY_CASES = [pytest.param(f"{img}_Final", id=f"{img}_Final", marks=pytest.mark.heavy)
+               for img in ("synthetic_480", "lunch_640")]
+ALL_GOLDEN_FILES = [c.values[0] for c in CASES + HEAVY_CASES]
 RUN_METADATA = {"image_path", "mode", "options_json", "input_shape"}
-
-
-@pytest.fixture(scope="module")
-def models(weights_dir):
-    return load_models(weights_dir)
 
 
 def candidate(result):
@@ -35,15 +38,33 @@ def candidate(result):
     return c
 
 
-@pytest.mark.parametrize("name,mode", CASES)
-def test_pipeline_matches_reference(golden, golden_compare, models, name, mode, capsys):
+@pytest.fixture
+def observed_calls(monkeypatch):
+    """Every MiDaS and merge-net call, recorded at the jitted functions the pipeline calls (one row per item, in
+    the reference's NCHW notation), independent of the call log the pipeline keeps itself."""
+    calls = {"midas": [], "merge": []}
+
+    def spy(name, fn, row):
+        def wrapped(graphdef, state, *args):
+            calls[name] += [row(args)] * int(args[0].shape[0])
+            return fn(graphdef, state, *args)
+        monkeypatch.setattr(device, fn.__name__, wrapped)
+
+    spy("midas", device.midas_on_rgb, lambda a: (1, 3, *a[0].shape[1:3]))
+    for fn in (device.double_from_estimates, device.merge_into_base):
+        spy("merge", fn, lambda a: (1, 2, *a[0].shape[1:3]))
+    return calls
+
+
+@pytest.mark.parametrize("name", CASES + HEAVY_CASES)
+def test_pipeline_matches_reference(golden, golden_compare, models, name, observed_calls, capsys):
     compare = golden_compare
-    gold = np.load(golden / "pipeline" / f"{name}_{mode}.npz")
+    gold = np.load(golden / "pipeline" / f"{name}.npz")
     options = json.loads(str(gold["options_json"]))
     max_res = options["max_res"] if options["max_res"] is not None else float("inf")
     img = read_image(golden / str(gold["image_path"]))
     assert img.shape == tuple(gold["input_shape"])
-    cfg = BoostConfig(mode=mode.lower(), max_res=max_res,
+    cfg = BoostConfig(mode=str(gold["mode"]).lower(), max_res=max_res, max_batch=1,
                       output_resolution="input" if options["output_resolution"] == 1 else "native")
     result = boost(models, img, cfg, keep_intermediates=True)
     cand = candidate(result)
@@ -57,9 +78,32 @@ def test_pipeline_matches_reference(golden, golden_compare, models, name, mode, 
         if metric == "exact" and g.dtype.kind in "iu":
             c = c.astype(g.dtype)
         v = compare.measure(metric, g, c)
-        lines.append(f"{name}_{mode} {key:28s} {metric:6s} {v if v is not None else float('nan'):.3e} <= {tol:.1e}")
+        lines.append(f"{name} {key:28s} {metric:6s} {v if v is not None else float('nan'):.3e} <= {tol:.1e}")
         if v is None or not v <= tol:
             failures.append(lines[-1] + (f" (shape {c.shape} vs {g.shape})" if v is None else ""))
     with capsys.disabled():
-        print("\n" + "\n".join(lines) + f"\n{name}_{mode}: {result.timings}")
+        print("\n" + "\n".join(lines) + f"\n{name}: {result.timings}")
     assert not failures, "\n".join(failures)
+    # The calls really made (batched, in hrjax's stage order) are the reference's calls (one at a time, in its
+    # order) as a multiset: same network input shapes, as many of each.
+    for net, key in (("midas", "midas_call_shapes"), ("merge", "merge_call_shapes")):
+        assert Counter(observed_calls[net]) == Counter(map(tuple, gold[key].tolist())), net
+
+
+def reference_write_depth_16(depth: np.ndarray) -> np.ndarray:
+    """The reference's writer (SPEC 1.4, ``write_depth`` with bits=2), written out here independently of
+    hrjax.io: ``out = mx * (d - min) / (max - min)`` in the map's float32, then ``astype(uint16)`` truncates."""
+    d = np.asarray(depth, np.float32)
+    mx = 2 ** (8 * 2) - 1
+    out = mx * (d - d.min()) / (d.max() - d.min())
+    return out.astype("uint16")
+
+
+@pytest.mark.parametrize("name", ALL_GOLDEN_FILES)
+def test_16bit_writer_reproduces_the_reference_png(golden, name):
+    """On every golden, the reference's written_png is exactly its formula applied to written_float, and
+    hrjax's quantiser gives the same bits (checked against the reference's output, not against itself)."""
+    gold = np.load(golden / "pipeline" / f"{name}.npz")
+    want = gold["written_png"]
+    np.testing.assert_array_equal(reference_write_depth_16(gold["written_float"]), want)
+    np.testing.assert_array_equal(quantize_16bit(gold["written_float"]), want)
