@@ -128,3 +128,14 @@ def models(weights_dir):
     from hrjax.pipeline.models import load_models
 
     return load_models(weights_dir)
+
+
+@pytest.fixture(scope="session")
+def native(models):
+    """``models`` with the native grouped convolution (one ``lax.conv`` with feature groups).
+
+    On CPU the default is the "split" formulation (faster to run, but XLA:CPU compiles it ~4x slower: ~12-25 s
+    per MiDaS input shape on 2 cores). The default test run has ~10 shapes, so the pipeline tests use "native";
+    both formulations have their own parity tests against the reference (test_midas.py) and the heavy goldens
+    run the default one."""
+    return models.configured(grouped_impl="native")

@@ -23,15 +23,10 @@ def small_scene(golden):
 
 # The invariance tests run on a configuration designed for them: receptive field 128 (patch passes at 128^2 and
 # 256^2 instead of 384^2 and 768^2) and a target of 357x476 that selects exactly 3 patches, so a batch of 3 and a
-# 3-device mesh hold every patch chunk without padding. The native grouped conv compiles ~8x faster on CPU; the
-# formulations have their own parity tests (test_midas.py). The full-size checks are marked heavy.
+# 3-device mesh hold every patch chunk without padding. The models use the native grouped conv (conftest.native).
+# The full-size checks are marked heavy.
 SMALL = BoostConfig(mode="final", max_res=476, receptive_field=128, max_batch=1)
 SMALL_PATCHES = 3
-
-
-@pytest.fixture(scope="module")
-def native(models):
-    return models.configured(grouped_impl="native")
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +111,6 @@ def test_sharding_over_8_devices_does_not_change_the_result(models, small_scene)
     sharded = boost(models.on_mesh(device.data_mesh()), small_scene, cfg)
     np.testing.assert_array_equal(sharded.plan.rects_scaled, one.plan.rects_scaled)
     np.testing.assert_allclose(one.depth, sharded.depth, rtol=0, atol=2e-6)
-
-
-# The edge cases are about shapes and the plan, not the conv formulation: the native one compiles faster.
 
 
 def test_tiny_image_does_not_crash(native):

@@ -2,7 +2,9 @@
 the tolerance table of compare.py, the network calls observed at the jitted functions, and the 16-bit writer.
 
 Default run: R0 and R20 of both images and a small Final of each (README 8: 3 and 4 patches, every key of the
-Final layout). The 2200-px Final cases (10 and 15 patches) are the fuller check, marked ``heavy``."""
+Final layout), with the native grouped convolution (conftest.native: it compiles ~4x faster on CPU). The
+2200-px Final cases (10 and 15 patches) are the fuller check, marked ``heavy``, with the platform's default
+formulation (split on CPU)."""
 
 import json
 from collections import Counter
@@ -57,8 +59,9 @@ def observed_calls(monkeypatch):
 
 
 @pytest.mark.parametrize("name", CASES + HEAVY_CASES)
-def test_pipeline_matches_reference(golden, golden_compare, models, name, observed_calls, capsys):
+def test_pipeline_matches_reference(golden, golden_compare, request, name, observed_calls, capsys):
     compare = golden_compare
+    models = request.getfixturevalue("models" if name.endswith("_Final") else "native")
     gold = np.load(golden / "pipeline" / f"{name}.npz")
     options = json.loads(str(gold["options_json"]))
     max_res = options["max_res"] if options["max_res"] is not None else float("inf")
