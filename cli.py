@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -50,9 +51,10 @@ def weights_convert(
         with err.status(f"converting {source} ..."):
             dest = convert_checkpoint(model, source, _weights_dir(weights_dir))
     except (CheckpointMismatch, FileNotFoundError, ValueError, RuntimeError) as e:
-        err.print(f"[red]conversion failed:[/] {e}", markup=True, highlight=False)
+        # escape: the messages hold text such as ".[convert]" that rich would take for markup
+        err.print(f"[red]conversion failed:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-    out.print(f"converted {model} -> {dest}")
+    out.print(f"converted {model} -> {dest}", highlight=False, markup=False, soft_wrap=True)
 
 
 @weights_app.command("list")
@@ -80,21 +82,32 @@ def weights_download(
     keep_source: bool = typer.Option(False, "--keep-source", help="Keep the downloaded PyTorch file"),
 ):
     """Download the official checkpoints (sha256-checked, mirror fall-backs) and convert them."""
-    from hrjax.weights.download import DownloadError, download_and_convert
+    from convert.checkpoint import TORCH_HINT, TorchMissing, torch_available
+    from hrjax.weights.download import DownloadError, PlainProgress, RichBar, download_and_convert
     from hrjax.weights.keys import CheckpointMismatch
 
     wd = _weights_dir(weights_dir)
-    failed = False
-    for name in model or _model_names():
+    names = model or _model_names()
+    for name in names:
         if name not in _model_names():
             err.print(f"[red]unknown model '{name}'[/]; known: {', '.join(_model_names())}")
             raise typer.Exit(2)
+    if not torch_available():  # before fetching hundreds of MB that could not be converted
+        err.print(f"[red]error:[/] {escape(TORCH_HINT)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+    def log(m: str) -> None:
+        err.print(m, highlight=False, markup=False, soft_wrap=True)
+
+    # a live bar on a terminal; otherwise a plain line every few seconds (pooch's own bar would need tqdm)
+    progress = (lambda what: RichBar(err, what)) if err.is_terminal else (lambda what: PlainProgress(log))
+    failed = False
+    for name in names:
         try:
-            dest = download_and_convert(name, wd, keep_source=keep_source, progressbar=sys.stderr.isatty(),
-                                        log=lambda m: err.print(m, highlight=False))
-            out.print(f"{name}: installed in {dest}")
-        except (DownloadError, CheckpointMismatch, RuntimeError, ValueError) as e:
-            err.print(f"[red]{name}: failed[/]\n{e}", highlight=False)
+            dest = download_and_convert(name, wd, keep_source=keep_source, progress=progress, log=log)
+            out.print(f"{name}: installed in {dest}", highlight=False, markup=False, soft_wrap=True)
+        except (DownloadError, CheckpointMismatch, TorchMissing, RuntimeError, ValueError) as e:
+            err.print(f"[red]{name}: failed[/]\n{escape(str(e))}", highlight=False, soft_wrap=True)
             failed = True
     if failed:
         raise typer.Exit(1)
