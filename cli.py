@@ -10,6 +10,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from hrjax.console import print_table
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -17,8 +19,42 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 weights_app = typer.Typer(no_args_is_help=True, help="Download, convert and list model weights.")
 app.add_typer(weights_app, name="weights")
 
-err = Console(stderr=True)
-out = Console()
+# soft_wrap: without a terminal rich would wrap at 80 columns and split paths, URLs and commands mid-word;
+# a soft-wrapped line is left to the terminal or the viewer (tables go through hrjax.console.print_table).
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+def _hide_flag_types() -> None:
+    """Typer's rich help prints ``<bool>`` beside plain flags (``--overwrite <bool>``), which reads as if the
+    flag took a value; the type column of an option comes from ``display_type_rich``, so flags get none."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_hrjax_flags_hidden", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich._hrjax_flags_hidden = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_hide_flag_types()
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from hrjax import __version__
+        print(f"hrjax {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                       help="Print hrjax's version and exit")):
+    """High-resolution monocular depth in JAX (Boosting Monocular Depth, CVPR 2021)."""
 
 WeightsDir = typer.Option(None, "--weights-dir", help="Converted weights folder "
                           "\\[default: $HRJAX_WEIGHTS_DIR, else weights/ of the checkout]")
@@ -45,10 +81,10 @@ def weights_convert(
     from hrjax.weights.keys import CheckpointMismatch
 
     if model not in _model_names():
-        err.print(f"[red]unknown model '{model}'[/]; known: {', '.join(_model_names())}")
+        err.print(f"[red]unknown model '{escape(model)}'[/]; known: {', '.join(_model_names())}")
         raise typer.Exit(2)
     try:
-        with err.status(f"converting {source} ..."):
+        with err.status(escape(f"converting {source} ...")):
             dest = convert_checkpoint(model, source, _weights_dir(weights_dir))
     except (CheckpointMismatch, FileNotFoundError, ValueError, RuntimeError) as e:
         # escape: the messages hold text such as ".[convert]" that rich would take for markup
@@ -64,12 +100,13 @@ def weights_list(weights_dir: Optional[Path] = WeightsDir):
 
     wd = _weights_dir(weights_dir)
     installed = list_installed(wd)
-    table = Table(title=f"hrjax weights in {wd}")
+    table = Table(title=escape(f"hrjax weights in {wd}"))
     for col in ("model", "source", "source sha256", "converter", "tensors"):
         table.add_column(col)
     for i in installed:
-        table.add_row(i.model, i.source_name, i.source_sha256, str(i.converter_version), str(i.n_tensors))
-    out.print(table)
+        table.add_row(*map(escape, (i.model, i.source_name, i.source_sha256, str(i.converter_version),
+                                    str(i.n_tensors))))
+    print_table(out, table)
     missing = [m for m in _model_names() if m not in {i.model for i in installed}]
     if missing:
         out.print(f"not installed: {', '.join(missing)} (hrjax weights download)")
@@ -90,7 +127,7 @@ def weights_download(
     names = model or _model_names()
     for name in names:
         if name not in _model_names():
-            err.print(f"[red]unknown model '{name}'[/]; known: {', '.join(_model_names())}")
+            err.print(f"[red]unknown model '{escape(name)}'[/]; known: {', '.join(_model_names())}")
             raise typer.Exit(2)
     if not torch_available():  # before fetching hundreds of MB that could not be converted
         err.print(f"[red]error:[/] {escape(TORCH_HINT)}", highlight=False, soft_wrap=True)
@@ -120,8 +157,10 @@ def info(weights_dir: Optional[Path] = WeightsDir):
 
     from hrjax.weights.store import list_installed
 
+    from hrjax import __version__
+
     wd = _weights_dir(weights_dir)
-    out.print(f"jax {jax.__version__}, backend {jax.default_backend()}")
+    out.print(f"hrjax {__version__}, jax {jax.__version__}, backend {jax.default_backend()}")
     for d in jax.devices():
         out.print(f"  device {d.id}: {d.device_kind} ({d.platform})")
     from hrjax.models.layers import resolve_grouped_impl
@@ -131,9 +170,9 @@ def info(weights_dir: Optional[Path] = WeightsDir):
               f"'{resolve_grouped_impl('auto')}', patch batches over "
               f"{1 if local[0].platform == 'cpu' else len(local)} local device(s)")
     installed = list_installed(wd)
-    out.print(f"weights dir {wd}: {', '.join(i.model for i in installed) or 'none installed'}")
+    out.print(f"weights dir {wd}: {', '.join(i.model for i in installed) or 'none installed'}", markup=False)
     from hrjax.compile_cache import cache_dir
-    out.print(f"compilation cache: {cache_dir()}")
+    out.print(f"compilation cache: {cache_dir()}", markup=False)
 
 
 class Mode(str, Enum):
@@ -273,6 +312,11 @@ def boost_cmd(
                              output_resolution=output_resolution, max_batch=max_batch)
     except ValueError as e:
         raise usage(str(e))
+
+    # a mistyped path is a usage error before anything is loaded (not a failed image after the weights)
+    absent = [str(p) for p in inputs if not p.exists() and not p.is_symlink()]
+    if absent:
+        raise usage(f"no such file or folder: {', '.join(absent)}")
 
     wd = _weights_dir(weights_dir)
     missing = runner.missing_weights_message(wd, weights_dir, (model,) if merge_weights else (model, "mergenet"))
