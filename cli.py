@@ -163,6 +163,9 @@ def info(weights_dir: Optional[Path] = WeightsDir):
     out.print(f"hrjax {__version__}, jax {jax.__version__}, backend {jax.default_backend()}")
     for d in jax.devices():
         out.print(f"  device {d.id}: {d.device_kind} ({d.platform})")
+    from hrjax.accelerators import summary
+    for line in summary({d.platform for d in jax.devices()}):
+        out.print(line, markup=False, highlight=False)
     from hrjax.models.layers import resolve_grouped_impl
     from hrjax.pipeline.device import auto_max_batch
     local = jax.local_devices()
@@ -313,6 +316,10 @@ def boost_cmd(
     except ValueError as e:
         raise usage(str(e))
 
+    if device in ("gpu", "tpu"):
+        from hrjax.accelerators import build_for, device_unavailable, installed_builds
+        if build_for(device, installed_builds()) is None:  # no JAX build for it: say so before loading
+            raise usage(device_unavailable(device))
     # a mistyped path is a usage error before anything is loaded (not a failed image after the weights)
     absent = [str(p) for p in inputs if not p.exists() and not p.is_symlink()]
     if absent:

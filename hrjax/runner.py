@@ -393,13 +393,13 @@ def select_device(platform: str | None):
             jax.config.update("jax_platforms", platform)
     except ImportError:  # pragma: no cover - private API moved
         pass
+    from hrjax.accelerators import device_unavailable  # names the extra that installs JAX's GPU/TPU build
     try:
         devices = jax.local_devices(backend=platform)  # this process's own (jax.devices() spans all processes)
     except RuntimeError as e:
-        raise UsageError(f"--device {platform}: no {platform} device available to JAX "
-                         f"({str(e).splitlines()[0]})") from None
+        raise UsageError(device_unavailable(platform, str(e).splitlines()[0])) from None
     if not devices:
-        raise UsageError(f"--device {platform}: no {platform} device available to JAX")
+        raise UsageError(device_unavailable(platform))
     return devices[0]
 
 
