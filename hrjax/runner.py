@@ -316,7 +316,8 @@ def patch_doubles(models, plan, config, chunk: int | None = None) -> Iterator[tu
 Progress = Callable[[str, int, int], None]
 
 
-def process_image(models, job: Job, config, opts: RunOptions, progress: Progress | None = None) -> ImageRecord:
+def process_image(models, job: Job, config, opts: RunOptions, progress: Progress | None = None,
+                  on_plan: Callable | None = None) -> ImageRecord:
     """Read, boost and write one image. Any failure is caught and returned as a ``failed`` record."""
     from hrjax import io
     from hrjax.pipeline.boost import boost
@@ -329,7 +330,7 @@ def process_image(models, job: Job, config, opts: RunOptions, progress: Progress
         img = io.read_image(job.source, max_pixels=opts.max_pixels)
         rec.input_shape = [int(img.shape[0]), int(img.shape[1])]
         rec.timings["read"] = time.perf_counter() - t0
-        result = boost(models, img, config, keep_intermediates=opts.save_whole, progress=progress)
+        result = boost(models, img, config, keep_intermediates=opts.save_whole, progress=progress, on_plan=on_plan)
         p = result.plan
         rec.R, rec.K, rec.n_patches = int(p.R), float(p.K), int(p.n_patches)
         rec.factor = float(p.factor) if p.factor is not None else None
@@ -446,25 +447,39 @@ def fmt_seconds(s: float) -> str:
 
 
 class Reporter:
-    """Human progress on a rich console (stderr): a live bar on a terminal, one line per image otherwise.
-    ``quiet`` keeps only the failures."""
+    """Human progress on a rich console (stderr); ``quiet`` keeps only the failures.
 
-    def __init__(self, console, total: int, quiet: bool = False):
+    On a terminal: a live bar for the run (images, ETA) and one for the running image (its stage, elapsed
+    time, ETA). Without one (nohup, Slurm, ``| tee``): plain lines, one per stage with the elapsed time and the
+    ETA, at most one every ``every`` seconds, and one per finished image. In both, before an image estimated
+    at :data:`hrjax.progress.LONG_S` or more, one line with its plan and estimate, and for a long Final run
+    the options that shorten it. ETAs come from :class:`hrjax.progress.Estimator` (the plan's pass counts
+    times the pass times measured in this process)."""
+
+    def __init__(self, console, total: int, quiet: bool = False, every: float = 5.0, clock=time.monotonic):
+        from hrjax.progress import Estimator
+
         self.console, self.total, self.quiet = console, total, quiet
         self.live = console.is_terminal and not quiet
+        self.every, self.clock = every, clock
+        self.est = Estimator(clock=clock)
         self._progress = None
-        self._task = None
-        self._label = ""
+        self._task = self._image_task = None
+        self._label = self._plain_label = ""
+        self._i = 0
+        self._walls: list[float] = []       # wall times of the images done in this run
+        self._image_t0 = clock()
+        self._estimate = math.nan           # seconds, the current image, at its start
+        self._last_line, self._last_stage = -math.inf, None
 
     def __enter__(self):
         if self.live:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                       TimeElapsedColumn)
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                      MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
-                                      transient=True)
+                                      MofNCompleteColumn(), TextColumn("{task.fields[info]}", markup=False),
+                                      console=self.console, transient=True)
             self._progress.__enter__()
-            self._task = self._progress.add_task("images", total=self.total)
+            self._task = self._progress.add_task("images", total=self.total, info="")
         return self
 
     def __exit__(self, *exc):
@@ -478,17 +493,78 @@ class Reporter:
 
     def start(self, i: int, job: Job) -> None:
         from rich.markup import escape
-        self._label = escape(f"[{i + 1}/{self.total}] {job.key}")
+        self._i = i
+        self._plain_label = f"[{i + 1}/{self.total}] {job.key}"
+        self._label = escape(self._plain_label)
+        self._image_t0 = self.clock()
+        self._estimate = math.nan
+        self._last_stage = None
+        self.est.costs = {}  # unknown until this image's plan
         if self._progress is not None:
-            self._progress.update(self._task, description=f"{self._label}: reading")
+            self._progress.update(self._task, description="images",
+                                  info=self._run_eta_text(math.nan))
+            if self._image_task is not None:
+                self._progress.remove_task(self._image_task)
+            self._image_task = self._progress.add_task(f"{self._label}: reading", total=None, info="")
+
+    def plan(self, plan) -> None:
+        """The image's plan is made (before any network pass): estimate it, and say so when it is long."""
+        from hrjax import progress as pg
+        self.est.start_image(plan)
+        self._estimate = self.est.image_estimate()
+        if self._estimate >= pg.LONG_S and not self.quiet:
+            self.message(f"{self._plain_label}: " + pg.plan_line(plan, self._estimate, self.est.measured,
+                                                                 fmt_seconds))
+            if self._estimate >= pg.HINT_S:
+                hint = pg.hint_line(plan, self.est.seconds(pg.WHOLE, self.est.costs[pg.WHOLE]), fmt_seconds)
+                if hint:
+                    self.message(hint)
+
+    def _run_eta(self, image_left: float) -> float:
+        """Seconds left in the run: this image's rest, then the images after it at the mean measured wall
+        time of this run's images (this image's estimate before any is done)."""
+        after = self.total - self._i - 1
+        per_image = (sum(self._walls) / len(self._walls)) if self._walls else self._estimate
+        if after == 0:
+            return image_left
+        return image_left + after * per_image
+
+    def _run_eta_text(self, image_left: float) -> str:
+        eta = self._run_eta(image_left)
+        return f"ETA {fmt_seconds(eta)}" if math.isfinite(eta) else ""
 
     def stage(self, stage: str, done: int, total: int) -> None:
-        if self._progress is None:
-            return
+        self.est.observe(stage, done, total)
+        left = self.est.remaining(stage, done, total)
+        elapsed = self.clock() - self._image_t0
         what = f"{stage} {done}/{total}" if total > 1 else stage
-        self._progress.update(self._task, description=f"{self._label}: {what}")
+        eta = f", ETA {fmt_seconds(left)}" if math.isfinite(left) else ""
+        if self._progress is not None:
+            costs = self.est.costs
+            total_ref = sum(costs.values()) if costs else None
+            done_ref = None
+            if total_ref and stage in costs:
+                names = list(costs)
+                done_ref = sum(costs[s] for s in names[:names.index(stage)]) + costs[stage] * done / max(total, 1)
+            self._progress.update(self._image_task, description=f"{self._label}: {what}", total=total_ref,
+                                  completed=done_ref or 0, info=f"{fmt_seconds(elapsed)}{eta}")
+            self._progress.update(self._task, info=self._run_eta_text(left))
+            return
+        if self.quiet:
+            return
+        now = self.clock()
+        if now - self._last_line < self.every or elapsed < self.every:
+            return  # at most one line every few seconds in a log, none for a quick image
+        if stage == self._last_stage and now - self._last_line < 12 * self.every:
+            return  # a long stage: a reminder now and then, not a line per chunk
+        self._last_line, self._last_stage = now, stage
+        run = self._run_eta(left) if self.total > 1 else math.nan
+        run_eta = f" (run ETA {fmt_seconds(run)})" if math.isfinite(run) else ""
+        self.message(f"{self._plain_label}: {what}, {fmt_seconds(elapsed)} elapsed{eta}{run_eta}")
 
     def finish(self, rec: ImageRecord) -> None:
+        if rec.status == "done":
+            self._walls.append(rec.timings.get("wall", 0.0))
         if rec.status == "failed":
             from rich.markup import escape
             self.console.print(f"[red]failed[/] {self._label}: {escape(rec.error or '')}", highlight=False,
@@ -504,6 +580,9 @@ class Reporter:
                                    highlight=False, soft_wrap=True)
         if self._progress is not None:
             self._progress.advance(self._task)
+            if self._image_task is not None:
+                self._progress.remove_task(self._image_task)
+                self._image_task = None
 
 
 def _quiet_opencv() -> None:
@@ -554,7 +633,7 @@ def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: 
         for i, (job, todo) in enumerate(zip(jobs, pending)):
             reporter.start(i, job)
             if todo:
-                rec = process_image(models, job, config, opts, progress=reporter.stage)
+                rec = process_image(models, job, config, opts, progress=reporter.stage, on_plan=reporter.plan)
             else:
                 rec = ImageRecord(input=str(job.source), key=job.key, status="skipped",
                                   outputs=[str(p) for p in output_paths(opts, job).values()])
