@@ -239,8 +239,12 @@ def boost_cmd(
                                   "memory; results do not depend on it); 0 = from the free device memory "
                                   "(1 on CPU, where batching is slower)"),
     save: list[str] = typer.Option(["png16"], "--save", help="Comma-separated outputs: png16 (<stem>.png, "
-                                   "16-bit like the reference), npy (<stem>.npy, float32 in [0, 1]), color "
-                                   "(<stem>_color.png, 8-bit INFERNO preview)"),
+                                   "16-bit like the reference, min-max scaled), png8 (<stem>_8bit.png, 8-bit "
+                                   "gray), npy (<stem>.npy) and pfm (<stem>.pfm, MiDaS's layout): the float32 "
+                                   "map the PNGs scale, not rescaled (nominally [0, 1], a little outside it), "
+                                   "color (<stem>_color.png, 8-bit preview in --colormap)"),
+    colormap: str = typer.Option("inferno", "--colormap", help="Colour map of --save color: inferno (the "
+                                 "reference's), magma, plasma, viridis, cividis, turbo or jet"),
     save_whole: bool = typer.Option(False, "--save-whole", help="Also write the whole-image double estimate "
                                     "(resized like the result) to <output>/whole/<stem>.png"),
     save_patches: bool = typer.Option(False, "--save-patches", help="Also write each patch's 1024^2 double "
@@ -307,6 +311,9 @@ def boost_cmd(
         formats = runner.parse_save(save)
     except runner.UsageError as e:
         raise usage(str(e))
+    from hrjax.io import COLORMAPS
+    if colormap.lower() not in COLORMAPS:
+        raise usage(f"unknown --colormap '{colormap}'; choose from {', '.join(COLORMAPS)}")
     if output.exists() and not output.is_dir():
         raise usage(f"--output {output} exists and is not a folder")
     from hrjax.pipeline.config import BoostConfig
@@ -337,7 +344,7 @@ def boost_cmd(
         raise usage(f"no images found in {', '.join(map(str, inputs))} (extensions: "
                     f"{' '.join(runner.IMAGE_EXTENSIONS)}{'' if recursive else '; --recursive for sub-folders'})")
     opts = runner.RunOptions(output=output, save=formats, save_whole=save_whole, save_patches=save_patches,
-                             overwrite=overwrite, max_pixels=max_pixels)
+                             overwrite=overwrite, max_pixels=max_pixels, colormap=colormap.lower())
 
     records_out = sys.stdout
 

@@ -23,7 +23,9 @@ import numpy as np
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-SAVE_FORMATS = ("png16", "npy", "color")
+SAVE_FORMATS = ("png16", "npy", "color", "png8", "pfm")
+# format -> file name suffix after the stem (png16 is the main result: its presence marks a finished image)
+SAVE_SUFFIX = {"png16": ".png", "npy": ".npy", "color": "_color.png", "png8": "_8bit.png", "pfm": ".pfm"}
 REQUIRED_MODELS = ("midas_v21", "mergenet")  # base network + merge network
 BASE_MODELS = ("midas_v21",)
 WHOLE_DIR, PATCHES_DIR = "whole", "patches"
@@ -67,6 +69,7 @@ class RunOptions:
     save_patches: bool = False
     overwrite: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    colormap: str = "inferno"     # of the ``color`` preview (hrjax.io.COLORMAPS)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -212,8 +215,7 @@ def collect_inputs(inputs: Iterable[Path], recursive: bool = False, output: Path
 def output_paths(opts: RunOptions, job: Job) -> dict[str, Path]:
     """The requested single-file outputs of a job: ``png16``/``npy``/``color`` and ``whole``."""
     base = Path(opts.output) / job.key
-    names = {"png16": base.with_name(base.name + ".png"), "npy": base.with_name(base.name + ".npy"),
-             "color": base.with_name(base.name + "_color.png")}
+    names = {f: base.with_name(base.name + suffix) for f, suffix in SAVE_SUFFIX.items()}
     out = {f: names[f] for f in opts.save}
     if opts.save_whole:
         out["whole"] = Path(opts.output) / WHOLE_DIR / (job.key + ".png")
@@ -361,8 +363,9 @@ def process_image(models, job: Job, config, opts: RunOptions, progress: Progress
             written.append(idx)
             rec.timings["save_patches"] = time.perf_counter() - tp
         # the main result last: its presence marks a finished image
-        writers = {"npy": io.write_npy, "color": io.write_color, "png16": io.write_png16}
-        for f in ("npy", "color", "png16"):
+        writers = {"npy": io.write_npy, "color": lambda p, d: io.write_color(p, d, opts.colormap),
+                   "png16": io.write_png16, "png8": io.write_png8, "pfm": io.write_pfm}
+        for f in ("npy", "pfm", "png8", "color", "png16"):
             if f in paths:
                 writers[f](paths[f], result.depth)
                 written.append(paths[f])

@@ -33,7 +33,7 @@ Layouts:
     previews beside a map (``<stem>_color.png``, ``<stem>_8bit.png``) are not GT maps of their own.
 
 Estimates (every layout): ``PRED_DIR/<name>.png`` (16-bit -> / 65535, 8-bit -> / 255, what hrjax writes),
-or ``PRED_DIR/<name>.npy`` (float, used as is: disparity-like, larger = nearer, expected in [0, 1]).
+or ``PRED_DIR/<name>.npy`` (float, used as is: disparity-like, larger = nearer; any range, the metrics rescale it).
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ class SingleEstimates:
 
 @dataclass(eq=False)
 class BoostResult:
-    depth: np.ndarray                              # (H, W) float32, relative inverse depth in [0, 1]
+    depth: np.ndarray                              # (H, W) float32 relative inverse depth, ~[0, 1], not rescaled
     plan: Plan
     config: BoostConfig
     intermediates: dict[str, np.ndarray] = field(default_factory=dict)
@@ -161,7 +161,8 @@ def boost(models: Models, image: np.ndarray, config: BoostConfig = BoostConfig()
 
     ``image``: (H, W), (H, W, 3) or (H, W, 4) array, uint8 / uint16 / float in [0, 1] (see
     :func:`hrjax.pipeline.image.to_rgb_float64`). Returns a :class:`BoostResult` whose ``depth`` is float32
-    relative inverse depth in [0, 1] (larger = nearer), at the input size (``output_resolution="input"``)
+    relative inverse depth (larger = nearer; nominally [0, 1], not rescaled: the map the reference quantises
+    into its PNG, README "What the output means"), at the input size (``output_resolution="input"``)
     or the internal size (``"native"``). ``keep_intermediates`` adds the reference's named intermediate maps
     (golden README 5) to ``result.intermediates``. ``progress(stage, done, total)`` is called as the stages
     advance, ``on_plan(plan)`` once the plan is made, before any network pass (for time estimates).
