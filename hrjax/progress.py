@@ -22,13 +22,14 @@ from hrjax.pipeline.midas_input import midas_input_size
 WHOLE = "whole image"
 PATCH_STAGES = ("patch low passes", "patch high passes", "patch double merges", "patch merges + blend")
 
-# Reference seconds on the 2-core development CPU, its slower instance (README Benchmarks, 2026-12-01: a MiDaS
-# pass costs ~18 us per input pixel, 2.65 s at 384^2 and 10.86 s at 768^2; a merge-net pass ~2.4 s; per patch
-# in the 2000x1500 photo run: low passes 266 s, high passes 889 s, double merges 193 s, base merges 206 s for
-# 65 patches). The 451x300 photo (48 patches, 20 min) lands within a few per cent of this.
-MIDAS_S_PER_PX = 18e-6
-MERGE_S = 2.4
-PATCH_S = dict(zip(PATCH_STAGES, (4.1, 13.7, 3.0, 3.2)))
+# Reference seconds on the 2-core development CPU (README Benchmarks, 2026-11-30 instance): a MiDaS pass
+# costs ~9.5 us per input pixel (1.36 s at 384^2, 10.05 s at 1024^2), a merge-net pass 1.3 s; per patch, the
+# 2000x1500 photo's 676 s for 65 patches split like the per-stage times of its 2026-12-01 run (low passes 266 s,
+# high passes 889 s, double merges 193 s, base merges 206 s). Smaller images have cheaper patches (lunch_640:
+# ~8 s per patch), so a first estimate errs long; the measured ratio corrects it after the first chunks.
+MIDAS_S_PER_PX = 9.5e-6
+MERGE_S = 1.3
+PATCH_S = dict(zip(PATCH_STAGES, (1.8, 6.0, 1.3, 1.4)))
 # A plan line is printed before an image estimated at LONG_S or more, and the hint to shorten it from HINT_S.
 LONG_S, HINT_S = 20.0, 120.0
 
