@@ -10,9 +10,9 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from hrjax.console import print_table
-from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="High-resolution monocular depth in JAX (Boosting Monocular Depth, CVPR 2021).")
@@ -155,9 +155,8 @@ def info(weights_dir: Optional[Path] = WeightsDir):
     """JAX version, devices, installed weights and the compilation cache location."""
     import jax
 
-    from hrjax.weights.store import list_installed
-
     from hrjax import __version__
+    from hrjax.weights.store import list_installed
 
     wd = _weights_dir(weights_dir)
     out.print(f"hrjax {__version__}, jax {jax.__version__}, backend {jax.default_backend()}")
@@ -323,10 +322,6 @@ def boost_cmd(
     except ValueError as e:
         raise usage(str(e))
 
-    if device in ("gpu", "tpu"):
-        from hrjax.accelerators import build_for, device_unavailable, installed_builds
-        if build_for(device, installed_builds()) is None:  # no JAX build for it: say so before loading
-            raise usage(device_unavailable(device))
     # a mistyped path is a usage error before anything is loaded (not a failed image after the weights)
     absent = [str(p) for p in inputs if not p.exists() and not p.is_symlink()]
     if absent:
