@@ -74,7 +74,8 @@ def test_download_falls_back_to_mirror_and_converts(tmp_path, server, mergenet_c
                                                                   f"{base}/latest_net_G.pth"])
     logs = []
     dest = download_and_convert("mergenet", tmp_path, entry=entry, log=logs.append)
-    assert any("/gone/" in m for m in logs) and logs[-2].endswith(f"{base}/latest_net_G.pth")
+    assert any("/gone/" in m for m in logs) and logs[-3].endswith(f"{base}/latest_net_G.pth")
+    assert logs[-2].startswith("  got latest_net_G.pth: ") and logs[-2].endswith("sha256 verified")
     info = store.read_info(tmp_path, "mergenet")
     assert dest == tmp_path.resolve() / "mergenet" and info.source_sha256 == hashlib.sha256(data).hexdigest()
     assert not (tmp_path / ".downloads").exists(), "downloaded source should be removed after conversion"
@@ -174,7 +175,8 @@ def test_cli_download_in_a_terminal(tmp_path, server):
     assert "tqdm" not in text and "Downloading file" not in text, text  # no pooch error / pooch logger line
     assert f"(mirror 1 of 2): {base}/pty/missing.pth" in text and "failed: HTTPError: 404" in text, text
     assert f"(mirror 2 of 2): {base}/pty/latest_net_G.pth" in text, text
-    assert "\x1b[" in text and "2.1/2.1 MB" in text, text  # rich drew a live bar with the byte count
+    assert "\x1b[?25l" in text, text  # rich's live bar hid the cursor (transient: erased at the end)
+    assert "got latest_net_G.pth: 2.1 MB, sha256 verified" in text, text
     assert "wrong sha256" not in text and "could not download" not in text, text
     # downloaded and verified; then the converter rejects the bytes (exit 1, the reason shown)
     assert rc == 1 and "not a readable PyTorch checkpoint" in text, text

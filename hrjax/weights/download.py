@@ -37,8 +37,9 @@ class RichBar:
         from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                    TransferSpeedColumn)
         self.total = None
+        # transient: a failed mirror leaves no empty bar behind; fetch logs the outcome of each try
         self._progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
-                                  TransferSpeedColumn(), TimeRemainingColumn(), console=console)
+                                  TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=True)
         self._progress.start()
         self._task = self._progress.add_task(description, total=None)
 
@@ -88,10 +89,16 @@ def _mb(n: float) -> str:
 
 
 def _reason(e: Exception) -> str:
-    """One line saying why a mirror failed (pooch reports a hash mismatch as a ValueError)."""
+    """One line saying why a mirror failed (pooch reports a hash mismatch as a ValueError). For a connection
+    error, urllib3's innermost reason ("Failed to resolve 'sfu.ca' (...)") without the pool and retry text."""
     first = (str(e).splitlines() or [""])[0]
     if isinstance(e, ValueError) and "hash" in first.lower():
         return f"wrong sha256 ({first})"
+    cause = e.args[0] if e.args else None
+    inner = getattr(cause, "reason", None)  # requests.ConnectionError(urllib3 MaxRetryError(reason=...))
+    if inner is not None:
+        text = str(inner)
+        first = text.split("): ", 1)[1] if "): " in text else text
     return f"{type(e).__name__}: {first}"
 
 
@@ -123,6 +130,7 @@ def fetch(entry: catalog.ModelEntry, dest_dir: Path, *, progress: Callable[[str]
             try:
                 path = pooch.retrieve(url, known_hash=f"sha256:{ck.sha256}", fname=ck.file_name, path=dest_dir,
                                       downloader=pooch.HTTPDownloader(progressbar=bar, timeout=timeout))
+                log(f"  got {ck.file_name}: {_mb(Path(path).stat().st_size)}, sha256 verified")
                 return Path(path)
             except (ValueError, requests.RequestException, OSError) as e:
                 # ValueError: pooch's hash mismatch (the bad file is already deleted)
