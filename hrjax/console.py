@@ -3,21 +3,31 @@
 rich lays a table out to the console width, 80 columns when the output is not a terminal, and shrinks the
 columns to fit: numbers become ``0.17…`` and paths and hashes are cut. A table printed to a file is laid out
 at its natural width instead (lines longer than 80 columns are better than cut numbers), and its cells never
-wrap; on a terminal it is drawn as usual, but number columns are never cut (``no_wrap`` + minimum width).
+wrap; on a terminal it is drawn to the terminal's width, number columns never cut (``no_wrap`` + minimum
+width) and long text cells folded, not cut.
 """
 
 from __future__ import annotations
 
+import re
+
+
+_NUMBER = re.compile(r"^[-+]?(\d[\d.,]*(e[-+]?\d+)?%?|nan|inf|-)$", re.IGNORECASE)
+
 
 def _unshrinkable(table) -> None:
-    """Give every column the width of its widest cell as a minimum, and no wrapping."""
+    """Number columns get the width of their widest cell as a minimum and no wrapping (never ``0.17…``);
+    the other columns fold long cells (hashes, paths) onto more lines instead of cutting them."""
     from rich.text import Text
 
     for col in table.columns:
         cells = [c.plain if isinstance(c, Text) else str(c) for c in col._cells]
-        header = col.header.plain if isinstance(col.header, Text) else str(col.header)
-        col.no_wrap = True
-        col.min_width = max([len(x) for x in cells] + [min(len(header), 12)])
+        if cells and all(_NUMBER.match(x.strip()) for x in cells):
+            header = col.header.plain if isinstance(col.header, Text) else str(col.header)
+            col.no_wrap = True
+            col.min_width = max([len(x) for x in cells] + [min(len(header), 12)])
+        else:
+            col.overflow = "fold"
 
 
 def print_table(console, table) -> None:

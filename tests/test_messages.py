@@ -120,3 +120,25 @@ def test_picture_helper_writes_readable_pngs(tmp_path):
 
     hio.write_png16(tmp_path / "x.png", _picture(8, 8, 0))
     assert cv2.imread(str(tmp_path / "x.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+
+
+def test_tables_on_a_narrow_terminal_fold_text_and_keep_numbers():
+    """On a terminal the table fits the width: a hash folds onto two lines, numbers stay whole."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from hrjax.console import print_table
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=60, force_terminal=True, color_system=None)
+    table = Table()
+    for c in ("model", "sha256", "tensors"):
+        table.add_column(c)
+    sha = "50ec735d74ed6499562d898f41b49343e521808b8dae589aa3c2f5c9ac9f7462"
+    table.add_row("mergenet", sha, "12345")
+    print_table(console, table)
+    lines = buf.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 60, lines
+    assert "12345" in buf.getvalue() and "…" not in buf.getvalue()
+    cells = [line.split("│")[2].strip() for line in lines if line.count("│") == 4]  # the sha256 column
+    assert "".join(cells) == sha, cells  # folded onto lines, whole
