@@ -477,12 +477,24 @@ class Reporter:
 
     def __enter__(self):
         if self.live:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+            from rich.progress import (BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn,
+                                       TimeElapsedColumn)
+            from rich.text import Text
+            clock = self.clock
+
+            class Eta(ProgressColumn):
+                """Counts down between progress calls (a stage can run for minutes without one)."""
+
+                def render(self, task):
+                    end = task.fields.get("end")
+                    return Text(f"ETA {fmt_seconds(max(end - clock(), 0.0))}" if end is not None else "")
+
+            # "count" is the run bar's images done; the image bar counts in estimated seconds, not shown
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                      MofNCompleteColumn(), TextColumn("{task.fields[info]}", markup=False),
+                                      TextColumn("{task.fields[count]}"), TimeElapsedColumn(), Eta(),
                                       console=self.console, transient=True)
             self._progress.__enter__()
-            self._task = self._progress.add_task("images", total=self.total, info="")
+            self._task = self._progress.add_task("images", total=self.total, end=None, count=f"0/{self.total}")
         return self
 
     def __exit__(self, *exc):
@@ -504,11 +516,10 @@ class Reporter:
         self._last_stage = None
         self.est.costs = {}  # unknown until this image's plan
         if self._progress is not None:
-            self._progress.update(self._task, description="images",
-                                  info=self._run_eta_text(math.nan))
+            self._progress.update(self._task, end=None)
             if self._image_task is not None:
                 self._progress.remove_task(self._image_task)
-            self._image_task = self._progress.add_task(f"{self._label}: reading", total=None, info="")
+            self._image_task = self._progress.add_task(f"{self._label}: reading", total=None, end=None, count="")
 
     def plan(self, plan) -> None:
         """The image's plan is made (before any network pass): estimate it, and say so when it is long."""
@@ -532,10 +543,6 @@ class Reporter:
             return image_left
         return image_left + after * per_image
 
-    def _run_eta_text(self, image_left: float) -> str:
-        eta = self._run_eta(image_left)
-        return f"ETA {fmt_seconds(eta)}" if math.isfinite(eta) else ""
-
     def stage(self, stage: str, done: int, total: int) -> None:
         self.est.observe(stage, done, total)
         left = self.est.remaining(stage, done, total)
@@ -550,8 +557,9 @@ class Reporter:
                 names = list(costs)
                 done_ref = sum(costs[s] for s in names[:names.index(stage)]) + costs[stage] * done / max(total, 1)
             self._progress.update(self._image_task, description=f"{self._label}: {what}", total=total_ref,
-                                  completed=done_ref or 0, info=f"{fmt_seconds(elapsed)}{eta}")
-            self._progress.update(self._task, info=self._run_eta_text(left))
+                                  completed=done_ref or 0, end=self.clock() + left if math.isfinite(left) else None)
+            run = self._run_eta(left)
+            self._progress.update(self._task, end=self.clock() + run if math.isfinite(run) else None)
             return
         if self.quiet:
             return
@@ -583,6 +591,7 @@ class Reporter:
                                    highlight=False, soft_wrap=True)
         if self._progress is not None:
             self._progress.advance(self._task)
+            self._progress.update(self._task, count=f"{self._i + 1}/{self.total}")
             if self._image_task is not None:
                 self._progress.remove_task(self._image_task)
                 self._image_task = None
