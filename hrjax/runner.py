@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -474,8 +475,17 @@ class Reporter:
         self._image_t0 = clock()
         self._estimate = math.nan           # seconds, the current image, at its start
         self._last_line, self._last_stage = -math.inf, None
+        self._current = None                # (stage, done, total, seconds left, time) of the last call
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker = None
 
     def __enter__(self):
+        if not self.live and not self.quiet:
+            # a stage can run for minutes between two progress calls (the whole-image passes make none):
+            # a heartbeat line then, so a log never falls silent (see _tick)
+            self._ticker = threading.Thread(target=self._beat, name="hrjax-progress", daemon=True)
+            self._ticker.start()
         if self.live:
             from rich.progress import (BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn,
                                        TimeElapsedColumn)
@@ -497,7 +507,36 @@ class Reporter:
             self._task = self._progress.add_task("images", total=self.total, end=None, count=f"0/{self.total}")
         return self
 
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            self._tick()
+
+    def _tick(self) -> None:
+        """Without a terminal, between progress calls: the current stage's line once it has run a few seconds
+        unannounced, and again after each minute of silence."""
+        with self._lock:
+            if self._current is None:
+                return
+            stage, done, total, left, t = self._current
+            now = self.clock()
+            since = now - self._last_line
+            if now - self._image_t0 >= self.every and (since >= 12 * self.every or
+                                                        (stage != self._last_stage and since >= self.every)):
+                self._line(stage, done, total, left - (now - t), now)  # the rule of stage(), between calls
+
+    def _line(self, stage: str, done: int, total: int, left: float, now: float) -> None:
+        self._last_line, self._last_stage = now, stage
+        what = f"{stage} {done}/{total}" if total > 1 else stage
+        eta = f", ETA {fmt_seconds(max(left, 0.0))}" if math.isfinite(left) else ""
+        run = self._run_eta(max(left, 0.0)) if self.total > 1 else math.nan
+        run_eta = f" (run ETA {fmt_seconds(run)})" if math.isfinite(run) else ""
+        self.message(f"{self._plain_label}: {what}, {fmt_seconds(now - self._image_t0)} elapsed{eta}{run_eta}")
+
     def __exit__(self, *exc):
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+            self._ticker = None
         if self._progress is not None:
             self._progress.__exit__(*exc)
             self._progress = None
@@ -548,7 +587,6 @@ class Reporter:
         left = self.est.remaining(stage, done, total)
         elapsed = self.clock() - self._image_t0
         what = f"{stage} {done}/{total}" if total > 1 else stage
-        eta = f", ETA {fmt_seconds(left)}" if math.isfinite(left) else ""
         if self._progress is not None:
             costs = self.est.costs
             total_ref = sum(costs.values()) if costs else None
@@ -563,17 +601,18 @@ class Reporter:
             return
         if self.quiet:
             return
-        now = self.clock()
-        if now - self._last_line < self.every or elapsed < self.every:
-            return  # at most one line every few seconds in a log, none for a quick image
-        if stage == self._last_stage and now - self._last_line < 12 * self.every:
-            return  # a long stage: a reminder now and then, not a line per chunk
-        self._last_line, self._last_stage = now, stage
-        run = self._run_eta(left) if self.total > 1 else math.nan
-        run_eta = f" (run ETA {fmt_seconds(run)})" if math.isfinite(run) else ""
-        self.message(f"{self._plain_label}: {what}, {fmt_seconds(elapsed)} elapsed{eta}{run_eta}")
+        with self._lock:
+            now = self.clock()
+            self._current = (stage, done, total, left, now)
+            if now - self._last_line < self.every or elapsed < self.every:
+                return  # at most one line every few seconds in a log, none for a quick image
+            if stage == self._last_stage and now - self._last_line < 12 * self.every:
+                return  # a long stage: a reminder now and then, not a line per chunk
+            self._line(stage, done, total, left, now)
 
     def finish(self, rec: ImageRecord) -> None:
+        with self._lock:
+            self._current = None
         if rec.status == "done":
             self._walls.append(rec.timings.get("wall", 0.0))
         if rec.status == "failed":

@@ -165,3 +165,44 @@ def test_terminal_bars_show_the_stage_and_eta():
     assert "[2/2] b: whole image" in text and "ETA" in text, text
     assert "estimated" in text and "done [1/2] a" in text
     assert " elapsed" not in text  # the plain stage lines are for logs only
+
+
+def test_a_long_silent_stage_gets_a_heartbeat_line():
+    """The whole-image passes make no progress call for minutes: the reporter's ticker (here called by hand,
+    the thread calls it every few seconds) prints the stage again after a minute of silence, ETA counted down."""
+    rep, clock, buf = _reporter()
+    rep.start(0, Job(source=None, key="big"))
+    rep.stage("search", 0, 1)
+    rep.stage("search", 1, 1)
+    rep.plan(_plan())
+    rep.stage(pg.WHOLE, 0, 1)
+    est = rep.est.remaining(pg.WHOLE, 0, 1)
+    rep._tick()
+    before = buf.getvalue()
+    assert "elapsed" not in before  # 0 s into the image: nothing yet
+    clock.t += 30
+    rep._tick()
+    first = buf.getvalue()[len(before):].strip()
+    assert first.startswith("[1/1] big: whole image, 30.0 s elapsed, ETA ")  # announced, a few s in
+    assert _seconds(first.rsplit("ETA ", 1)[1]) == pytest.approx(est - 30, abs=1)  # counted down
+    clock.t += 45
+    rep._tick()
+    assert buf.getvalue().strip().endswith(first)  # 45 s later: no new line yet
+    clock.t += 20
+    rep._tick()
+    line = buf.getvalue().strip().splitlines()[-1]
+    assert line.startswith("[1/1] big: whole image, 1m35s elapsed, ETA ")  # a minute of silence: again
+    assert _seconds(line.rsplit("ETA ", 1)[1]) == pytest.approx(est - 95, abs=1)
+    rep.finish(ImageRecord(input="x", key="big", status="failed", error="boom"))
+    clock.t += 100
+    n = len(buf.getvalue())
+    rep._tick()
+    assert len(buf.getvalue()) == n  # nothing between images
+
+
+def test_the_ticker_thread_stops_with_the_reporter():
+    rep, clock, buf = _reporter()
+    with rep:
+        assert rep._ticker is not None and rep._ticker.is_alive()
+        ticker = rep._ticker
+    assert not ticker.is_alive()
