@@ -214,7 +214,7 @@ def collect_inputs(inputs: Iterable[Path], recursive: bool = False, output: Path
 
 
 def output_paths(opts: RunOptions, job: Job) -> dict[str, Path]:
-    """The requested single-file outputs of a job: ``png16``/``npy``/``color`` and ``whole``."""
+    """The requested single-file outputs of a job (the --save formats, :data:`SAVE_SUFFIX`) and ``whole``."""
     base = Path(opts.output) / job.key
     names = {f: base.with_name(base.name + suffix) for f, suffix in SAVE_SUFFIX.items()}
     out = {f: names[f] for f in opts.save}
@@ -364,7 +364,7 @@ def process_image(models, job: Job, config, opts: RunOptions, progress: Progress
             written.append(idx)
             rec.timings["save_patches"] = time.perf_counter() - tp
         # the main result last: its presence marks a finished image
-        writers = {"npy": io.write_npy, "color": lambda p, d: io.write_color(p, d, opts.colormap),
+        writers = {"npy": io.write_npy, "color": lambda path, d: io.write_color(path, d, opts.colormap),
                    "png16": io.write_png16, "png8": io.write_png8, "pfm": io.write_pfm}
         for f in ("npy", "pfm", "png8", "color", "png16"):
             if f in paths:
@@ -446,6 +446,11 @@ def fmt_seconds(s: float) -> str:
     return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m{s:02d}s"
 
 
+def eta_text(left: float) -> str:
+    """``ETA 1m05s``; once the estimate has run out (compilation, a busy machine) it says so instead of 0 s."""
+    return f"ETA {fmt_seconds(left)}" if left > 0.5 else "over the estimate"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the folder run
 
@@ -497,7 +502,7 @@ class Reporter:
 
                 def render(self, task):
                     end = task.fields.get("end")
-                    return Text(f"ETA {fmt_seconds(max(end - clock(), 0.0))}" if end is not None else "")
+                    return Text("" if end is None else eta_text(end - clock()))
 
             # "count" is the run bar's images done; the image bar counts in estimated seconds, not shown
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
@@ -527,9 +532,9 @@ class Reporter:
     def _line(self, stage: str, done: int, total: int, left: float, now: float) -> None:
         self._last_line, self._last_stage = now, stage
         what = f"{stage} {done}/{total}" if total > 1 else stage
-        eta = f", ETA {fmt_seconds(max(left, 0.0))}" if math.isfinite(left) else ""
+        eta = f", {eta_text(left)}" if math.isfinite(left) else ""
         run = self._run_eta(max(left, 0.0)) if self.total > 1 else math.nan
-        run_eta = f" (run ETA {fmt_seconds(run)})" if math.isfinite(run) else ""
+        run_eta = f" (run {eta_text(run)})" if math.isfinite(run) else ""
         self.message(f"{self._plain_label}: {what}, {fmt_seconds(now - self._image_t0)} elapsed{eta}{run_eta}")
 
     def __exit__(self, *exc):

@@ -206,3 +206,10 @@ def test_the_ticker_thread_stops_with_the_reporter():
         assert rep._ticker is not None and rep._ticker.is_alive()
         ticker = rep._ticker
     assert not ticker.is_alive()
+
+
+def test_eta_text_says_when_the_estimate_ran_out():
+    from hrjax.runner import eta_text
+
+    assert eta_text(65.0) == "ETA 1m05s"
+    assert eta_text(0.0) == eta_text(-30.0) == "over the estimate"  # not "ETA 0.0 s" while still running
