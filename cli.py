@@ -9,15 +9,52 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from hrjax.console import print_table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="High-resolution monocular depth in JAX (Boosting Monocular Depth, CVPR 2021).")
 weights_app = typer.Typer(no_args_is_help=True, help="Download, convert and list model weights.")
 app.add_typer(weights_app, name="weights")
 
-err = Console(stderr=True)
-out = Console()
+# soft_wrap: without a terminal rich would wrap at 80 columns and split paths, URLs and commands mid-word;
+# a soft-wrapped line is left to the terminal or the viewer (tables go through hrjax.console.print_table).
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+def _hide_flag_types() -> None:
+    """Typer's rich help prints ``<bool>`` beside plain flags (``--overwrite <bool>``), which reads as if the
+    flag took a value; the type column of an option comes from ``display_type_rich``, so flags get none."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_hrjax_flags_hidden", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich._hrjax_flags_hidden = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_hide_flag_types()
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from hrjax import __version__
+        print(f"hrjax {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                       help="Print hrjax's version and exit")):
+    """High-resolution monocular depth in JAX (Boosting Monocular Depth, CVPR 2021)."""
 
 WeightsDir = typer.Option(None, "--weights-dir", help="Converted weights folder "
                           "\\[default: $HRJAX_WEIGHTS_DIR, else weights/ of the checkout]")
@@ -44,15 +81,16 @@ def weights_convert(
     from hrjax.weights.keys import CheckpointMismatch
 
     if model not in _model_names():
-        err.print(f"[red]unknown model '{model}'[/]; known: {', '.join(_model_names())}")
+        err.print(f"[red]unknown model '{escape(model)}'[/]; known: {', '.join(_model_names())}")
         raise typer.Exit(2)
     try:
-        with err.status(f"converting {source} ..."):
+        with err.status(escape(f"converting {source} ...")):
             dest = convert_checkpoint(model, source, _weights_dir(weights_dir))
     except (CheckpointMismatch, FileNotFoundError, ValueError, RuntimeError) as e:
-        err.print(f"[red]conversion failed:[/] {e}", markup=True, highlight=False)
+        # escape: the messages hold text such as ".[convert]" that rich would take for markup
+        err.print(f"[red]conversion failed:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-    out.print(f"converted {model} -> {dest}")
+    out.print(f"converted {model} -> {dest}", highlight=False, markup=False, soft_wrap=True)
 
 
 @weights_app.command("list")
@@ -62,12 +100,13 @@ def weights_list(weights_dir: Optional[Path] = WeightsDir):
 
     wd = _weights_dir(weights_dir)
     installed = list_installed(wd)
-    table = Table(title=f"hrjax weights in {wd}")
+    table = Table(title=escape(f"hrjax weights in {wd}"))
     for col in ("model", "source", "source sha256", "converter", "tensors"):
         table.add_column(col)
     for i in installed:
-        table.add_row(i.model, i.source_name, i.source_sha256, str(i.converter_version), str(i.n_tensors))
-    out.print(table)
+        table.add_row(*map(escape, (i.model, i.source_name, i.source_sha256, str(i.converter_version),
+                                    str(i.n_tensors))))
+    print_table(out, table)
     missing = [m for m in _model_names() if m not in {i.model for i in installed}]
     if missing:
         out.print(f"not installed: {', '.join(missing)} (hrjax weights download)")
@@ -80,21 +119,32 @@ def weights_download(
     keep_source: bool = typer.Option(False, "--keep-source", help="Keep the downloaded PyTorch file"),
 ):
     """Download the official checkpoints (sha256-checked, mirror fall-backs) and convert them."""
-    from hrjax.weights.download import DownloadError, download_and_convert
+    from convert.checkpoint import TORCH_HINT, TorchMissing, torch_available
+    from hrjax.weights.download import DownloadError, PlainProgress, RichBar, download_and_convert
     from hrjax.weights.keys import CheckpointMismatch
 
     wd = _weights_dir(weights_dir)
-    failed = False
-    for name in model or _model_names():
+    names = model or _model_names()
+    for name in names:
         if name not in _model_names():
-            err.print(f"[red]unknown model '{name}'[/]; known: {', '.join(_model_names())}")
+            err.print(f"[red]unknown model '{escape(name)}'[/]; known: {', '.join(_model_names())}")
             raise typer.Exit(2)
+    if not torch_available():  # before fetching hundreds of MB that could not be converted
+        err.print(f"[red]error:[/] {escape(TORCH_HINT)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+    def log(m: str) -> None:
+        err.print(m, highlight=False, markup=False, soft_wrap=True)
+
+    # a live bar on a terminal; otherwise a plain line every few seconds (pooch's own bar would need tqdm)
+    progress = (lambda what: RichBar(err, what)) if err.is_terminal else (lambda what: PlainProgress(log))
+    failed = False
+    for name in names:
         try:
-            dest = download_and_convert(name, wd, keep_source=keep_source, progressbar=sys.stderr.isatty(),
-                                        log=lambda m: err.print(m, highlight=False))
-            out.print(f"{name}: installed in {dest}")
-        except (DownloadError, CheckpointMismatch, RuntimeError, ValueError) as e:
-            err.print(f"[red]{name}: failed[/]\n{e}", highlight=False)
+            dest = download_and_convert(name, wd, keep_source=keep_source, progress=progress, log=log)
+            out.print(f"{name}: installed in {dest}", highlight=False, markup=False, soft_wrap=True)
+        except (DownloadError, CheckpointMismatch, TorchMissing, RuntimeError, ValueError) as e:
+            err.print(f"[red]{name}: failed[/]\n{escape(str(e))}", highlight=False, soft_wrap=True)
             failed = True
     if failed:
         raise typer.Exit(1)
@@ -105,12 +155,16 @@ def info(weights_dir: Optional[Path] = WeightsDir):
     """JAX version, devices, installed weights and the compilation cache location."""
     import jax
 
+    from hrjax import __version__
     from hrjax.weights.store import list_installed
 
     wd = _weights_dir(weights_dir)
-    out.print(f"jax {jax.__version__}, backend {jax.default_backend()}")
+    out.print(f"hrjax {__version__}, jax {jax.__version__}, backend {jax.default_backend()}")
     for d in jax.devices():
         out.print(f"  device {d.id}: {d.device_kind} ({d.platform})")
+    from hrjax.accelerators import summary
+    for line in summary({d.platform for d in jax.devices()}):
+        out.print(line, markup=False, highlight=False)
     from hrjax.models.layers import resolve_grouped_impl
     from hrjax.pipeline.device import auto_max_batch
     local = jax.local_devices()
@@ -118,9 +172,9 @@ def info(weights_dir: Optional[Path] = WeightsDir):
               f"'{resolve_grouped_impl('auto')}', patch batches over "
               f"{1 if local[0].platform == 'cpu' else len(local)} local device(s)")
     installed = list_installed(wd)
-    out.print(f"weights dir {wd}: {', '.join(i.model for i in installed) or 'none installed'}")
+    out.print(f"weights dir {wd}: {', '.join(i.model for i in installed) or 'none installed'}", markup=False)
     from hrjax.compile_cache import cache_dir
-    out.print(f"compilation cache: {cache_dir()}")
+    out.print(f"compilation cache: {cache_dir()}", markup=False)
 
 
 class Mode(str, Enum):
@@ -184,8 +238,12 @@ def boost_cmd(
                                   "memory; results do not depend on it); 0 = from the free device memory "
                                   "(1 on CPU, where batching is slower)"),
     save: list[str] = typer.Option(["png16"], "--save", help="Comma-separated outputs: png16 (<stem>.png, "
-                                   "16-bit like the reference), npy (<stem>.npy, float32 in [0, 1]), color "
-                                   "(<stem>_color.png, 8-bit INFERNO preview)"),
+                                   "16-bit like the reference, min-max scaled), png8 (<stem>_8bit.png, 8-bit "
+                                   "gray), npy (<stem>.npy) and pfm (<stem>.pfm, MiDaS's layout): the float32 "
+                                   "map the PNGs scale, not rescaled (nominally [0, 1], a little outside it), "
+                                   "color (<stem>_color.png, 8-bit preview in --colormap)"),
+    colormap: str = typer.Option("inferno", "--colormap", help="Colour map of --save color: inferno (the "
+                                 "reference's), magma, plasma, viridis, cividis, turbo or jet"),
     save_whole: bool = typer.Option(False, "--save-whole", help="Also write the whole-image double estimate "
                                     "(resized like the result) to <output>/whole/<stem>.png"),
     save_patches: bool = typer.Option(False, "--save-patches", help="Also write each patch's 1024^2 double "
@@ -252,6 +310,9 @@ def boost_cmd(
         formats = runner.parse_save(save)
     except runner.UsageError as e:
         raise usage(str(e))
+    from hrjax.io import COLORMAPS
+    if colormap.lower() not in COLORMAPS:
+        raise usage(f"unknown --colormap '{colormap}'; choose from {', '.join(COLORMAPS)}")
     if output.exists() and not output.is_dir():
         raise usage(f"--output {output} exists and is not a folder")
     from hrjax.pipeline.config import BoostConfig
@@ -260,6 +321,11 @@ def boost_cmd(
                              output_resolution=output_resolution, max_batch=max_batch)
     except ValueError as e:
         raise usage(str(e))
+
+    # a mistyped path is a usage error before anything is loaded (not a failed image after the weights)
+    absent = [str(p) for p in inputs if not p.exists() and not p.is_symlink()]
+    if absent:
+        raise usage(f"no such file or folder: {', '.join(absent)}")
 
     wd = _weights_dir(weights_dir)
     missing = runner.missing_weights_message(wd, weights_dir, (model,) if merge_weights else (model, "mergenet"))
@@ -273,7 +339,7 @@ def boost_cmd(
         raise usage(f"no images found in {', '.join(map(str, inputs))} (extensions: "
                     f"{' '.join(runner.IMAGE_EXTENSIONS)}{'' if recursive else '; --recursive for sub-folders'})")
     opts = runner.RunOptions(output=output, save=formats, save_whole=save_whole, save_patches=save_patches,
-                             overwrite=overwrite, max_pixels=max_pixels)
+                             overwrite=overwrite, max_pixels=max_pixels, colormap=colormap.lower())
 
     records_out = sys.stdout
 

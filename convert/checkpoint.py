@@ -19,6 +19,23 @@ def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+# hrjax is installed from its checkout (no package index), so the fix is the extra of the editable install.
+TORCH_HINT = ('reading the official PyTorch checkpoints needs torch (the "convert" extra); in the hrjax '
+              'checkout run:  pip install -e ".[convert]"')
+
+
+class TorchMissing(RuntimeError):
+    """torch is not installed: checkpoints cannot be read (TORCH_HINT says how to fix it)."""
+
+
+def torch_available() -> bool:
+    import importlib.util
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # a broken or blocked torch entry in sys.modules
+        return False
+
+
 def read_torch_state_dict(path: Path) -> dict[str, np.ndarray]:
     """Tensors of a PyTorch checkpoint as numpy arrays.
 
@@ -28,7 +45,7 @@ def read_torch_state_dict(path: Path) -> dict[str, np.ndarray]:
     try:
         import torch
     except ImportError as e:
-        raise RuntimeError("reading PyTorch checkpoints needs torch: pip install 'hrjax[convert]'") from e
+        raise TorchMissing(TORCH_HINT) from e
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")

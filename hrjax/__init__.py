@@ -5,7 +5,7 @@ Top-level API (imported lazily, so ``import hrjax`` stays cheap and does not imp
     import hrjax
     models = hrjax.load_models()                      # converted weights, see `hrjax weights download`
     result = hrjax.boost(models, image, hrjax.BoostConfig(mode="final"))
-    result.depth                                      # (H, W) float32 relative inverse depth in [0, 1]
+    result.depth                                      # (H, W) float32 relative inverse depth, ~[0, 1]
 """
 
 __version__ = "0.1.0"

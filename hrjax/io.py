@@ -28,10 +28,16 @@ def quantize_8bit(depth: np.ndarray) -> np.ndarray:
     return _quantize(depth, 255, np.uint8)
 
 
-def colorize(depth: np.ndarray) -> np.ndarray:
-    """8-bit INFERNO preview, BGR (what the reference writes with ``--colorize_results``)."""
+# --colormap choices: OpenCV's perceptually uniform maps, and turbo/jet for those used to them
+COLORMAPS = ("inferno", "magma", "plasma", "viridis", "cividis", "turbo", "jet")
+
+
+def colorize(depth: np.ndarray, colormap: str = "inferno") -> np.ndarray:
+    """8-bit colour preview, BGR; INFERNO is what the reference writes with ``--colorize_results``."""
     import cv2
-    return cv2.applyColorMap(quantize_8bit(depth), cv2.COLORMAP_INFERNO)
+    if colormap not in COLORMAPS:
+        raise ValueError(f"unknown colour map {colormap!r}; choose from {', '.join(COLORMAPS)}")
+    return cv2.applyColorMap(quantize_8bit(depth), getattr(cv2, f"COLORMAP_{colormap.upper()}"))
 
 
 class ImageReadError(ValueError):
@@ -95,11 +101,25 @@ def write_png16(path: Path, depth: np.ndarray) -> None:
     atomic_write_bytes(path, encode_png(quantize_16bit(depth)))
 
 
-def write_color(path: Path, depth: np.ndarray) -> None:
-    atomic_write_bytes(path, encode_png(colorize(depth)))
+def write_color(path: Path, depth: np.ndarray, colormap: str = "inferno") -> None:
+    atomic_write_bytes(path, encode_png(colorize(depth, colormap)))
+
+
+def write_png8(path: Path, depth: np.ndarray) -> None:
+    """8-bit grayscale PNG, min-max scaled and truncated like the 16-bit one (bright = near)."""
+    atomic_write_bytes(path, encode_png(quantize_8bit(depth)))
+
+
+def write_pfm(path: Path, depth: np.ndarray) -> None:
+    """PFM the way MiDaS's ``write_pfm`` writes its depth: ``Pf``, scale -1 (little endian), rows bottom to
+    top, the float32 map itself (not rescaled, like the ``.npy``)."""
+    from hrjax.eval.pfm import encode_pfm
+    atomic_write_bytes(path, encode_pfm(np.asarray(depth, np.float32), little_endian=True))
 
 
 def write_npy(path: Path, depth: np.ndarray) -> None:
+    """The float32 map itself: the merged estimate the PNGs quantise, not rescaled (see README "What the
+    output means": nominally [0, 1], in practice a little outside it, e.g. -0.018..0.976)."""
     import io
     buf = io.BytesIO()
     np.save(buf, np.asarray(depth, np.float32))

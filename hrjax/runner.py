@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -23,7 +24,9 @@ import numpy as np
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-SAVE_FORMATS = ("png16", "npy", "color")
+SAVE_FORMATS = ("png16", "npy", "color", "png8", "pfm")
+# format -> file name suffix after the stem (png16 is the main result: its presence marks a finished image)
+SAVE_SUFFIX = {"png16": ".png", "npy": ".npy", "color": "_color.png", "png8": "_8bit.png", "pfm": ".pfm"}
 REQUIRED_MODELS = ("midas_v21", "mergenet")  # base network + merge network
 BASE_MODELS = ("midas_v21",)
 WHOLE_DIR, PATCHES_DIR = "whole", "patches"
@@ -67,6 +70,7 @@ class RunOptions:
     save_patches: bool = False
     overwrite: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    colormap: str = "inferno"     # of the ``color`` preview (hrjax.io.COLORMAPS)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -210,10 +214,9 @@ def collect_inputs(inputs: Iterable[Path], recursive: bool = False, output: Path
 
 
 def output_paths(opts: RunOptions, job: Job) -> dict[str, Path]:
-    """The requested single-file outputs of a job: ``png16``/``npy``/``color`` and ``whole``."""
+    """The requested single-file outputs of a job (the --save formats, :data:`SAVE_SUFFIX`) and ``whole``."""
     base = Path(opts.output) / job.key
-    names = {"png16": base.with_name(base.name + ".png"), "npy": base.with_name(base.name + ".npy"),
-             "color": base.with_name(base.name + "_color.png")}
+    names = {f: base.with_name(base.name + suffix) for f, suffix in SAVE_SUFFIX.items()}
     out = {f: names[f] for f in opts.save}
     if opts.save_whole:
         out["whole"] = Path(opts.output) / WHOLE_DIR / (job.key + ".png")
@@ -316,7 +319,8 @@ def patch_doubles(models, plan, config, chunk: int | None = None) -> Iterator[tu
 Progress = Callable[[str, int, int], None]
 
 
-def process_image(models, job: Job, config, opts: RunOptions, progress: Progress | None = None) -> ImageRecord:
+def process_image(models, job: Job, config, opts: RunOptions, progress: Progress | None = None,
+                  on_plan: Callable | None = None) -> ImageRecord:
     """Read, boost and write one image. Any failure is caught and returned as a ``failed`` record."""
     from hrjax import io
     from hrjax.pipeline.boost import boost
@@ -329,7 +333,7 @@ def process_image(models, job: Job, config, opts: RunOptions, progress: Progress
         img = io.read_image(job.source, max_pixels=opts.max_pixels)
         rec.input_shape = [int(img.shape[0]), int(img.shape[1])]
         rec.timings["read"] = time.perf_counter() - t0
-        result = boost(models, img, config, keep_intermediates=opts.save_whole, progress=progress)
+        result = boost(models, img, config, keep_intermediates=opts.save_whole, progress=progress, on_plan=on_plan)
         p = result.plan
         rec.R, rec.K, rec.n_patches = int(p.R), float(p.K), int(p.n_patches)
         rec.factor = float(p.factor) if p.factor is not None else None
@@ -360,8 +364,9 @@ def process_image(models, job: Job, config, opts: RunOptions, progress: Progress
             written.append(idx)
             rec.timings["save_patches"] = time.perf_counter() - tp
         # the main result last: its presence marks a finished image
-        writers = {"npy": io.write_npy, "color": io.write_color, "png16": io.write_png16}
-        for f in ("npy", "color", "png16"):
+        writers = {"npy": io.write_npy, "color": lambda path, d: io.write_color(path, d, opts.colormap),
+                   "png16": io.write_png16, "png8": io.write_png8, "pfm": io.write_pfm}
+        for f in ("npy", "pfm", "png8", "color", "png16"):
             if f in paths:
                 writers[f](paths[f], result.depth)
                 written.append(paths[f])
@@ -393,13 +398,13 @@ def select_device(platform: str | None):
             jax.config.update("jax_platforms", platform)
     except ImportError:  # pragma: no cover - private API moved
         pass
+    from hrjax.accelerators import device_unavailable  # names the extra that installs JAX's GPU/TPU build
     try:
         devices = jax.local_devices(backend=platform)  # this process's own (jax.devices() spans all processes)
     except RuntimeError as e:
-        raise UsageError(f"--device {platform}: no {platform} device available to JAX "
-                         f"({str(e).splitlines()[0]})") from None
+        raise UsageError(device_unavailable(platform, str(e).splitlines()[0])) from None
     if not devices:
-        raise UsageError(f"--device {platform}: no {platform} device available to JAX")
+        raise UsageError(device_unavailable(platform))
     return devices[0]
 
 
@@ -441,33 +446,102 @@ def fmt_seconds(s: float) -> str:
     return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m{s:02d}s"
 
 
+def eta_text(left: float) -> str:
+    """``ETA 1m05s``; once the estimate has run out (compilation, a busy machine) it says so instead of 0 s."""
+    return f"ETA {fmt_seconds(left)}" if left > 0.5 else "over the estimate"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the folder run
 
 
 class Reporter:
-    """Human progress on a rich console (stderr): a live bar on a terminal, one line per image otherwise.
-    ``quiet`` keeps only the failures."""
+    """Human progress on a rich console (stderr); ``quiet`` keeps only the failures.
 
-    def __init__(self, console, total: int, quiet: bool = False):
+    On a terminal: a live bar for the run (images, ETA) and one for the running image (its stage, elapsed
+    time, ETA). Without one (nohup, Slurm, ``| tee``): plain lines, one per stage with the elapsed time and the
+    ETA, at most one every ``every`` seconds, and one per finished image. In both, before an image estimated
+    at :data:`hrjax.progress.LONG_S` or more, one line with its plan and estimate, and for a long Final run
+    the options that shorten it. ETAs come from :class:`hrjax.progress.Estimator` (the plan's pass counts
+    times the pass times measured in this process)."""
+
+    def __init__(self, console, total: int, quiet: bool = False, every: float = 5.0, clock=time.monotonic):
+        from hrjax.progress import Estimator
+
         self.console, self.total, self.quiet = console, total, quiet
         self.live = console.is_terminal and not quiet
+        self.every, self.clock = every, clock
+        self.est = Estimator(clock=clock)
         self._progress = None
-        self._task = None
-        self._label = ""
+        self._task = self._image_task = None
+        self._label = self._plain_label = ""
+        self._i = 0
+        self._walls: list[float] = []       # wall times of the images done in this run
+        self._image_t0 = clock()
+        self._estimate = math.nan           # seconds, the current image, at its start
+        self._last_line, self._last_stage = -math.inf, None
+        self._current = None                # (stage, done, total, seconds left, time) of the last call
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker = None
 
     def __enter__(self):
+        if not self.live and not self.quiet:
+            # a stage can run for minutes between two progress calls (the whole-image passes make none):
+            # a heartbeat line then, so a log never falls silent (see _tick)
+            self._ticker = threading.Thread(target=self._beat, name="hrjax-progress", daemon=True)
+            self._ticker.start()
         if self.live:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+            from rich.progress import (BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn,
                                        TimeElapsedColumn)
+            from rich.text import Text
+            clock = self.clock
+
+            class Eta(ProgressColumn):
+                """Counts down between progress calls (a stage can run for minutes without one)."""
+
+                def render(self, task):
+                    end = task.fields.get("end")
+                    return Text("" if end is None else eta_text(end - clock()))
+
+            # "count" is the run bar's images done; the image bar counts in estimated seconds, not shown
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                      MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
-                                      transient=True)
+                                      TextColumn("{task.fields[count]}"), TimeElapsedColumn(), Eta(),
+                                      console=self.console, transient=True)
             self._progress.__enter__()
-            self._task = self._progress.add_task("images", total=self.total)
+            self._task = self._progress.add_task("images", total=self.total, end=None, count=f"0/{self.total}")
         return self
 
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            self._tick()
+
+    def _tick(self) -> None:
+        """Without a terminal, between progress calls: the current stage's line once it has run a few seconds
+        unannounced, and again after each minute of silence."""
+        with self._lock:
+            if self._current is None:
+                return
+            stage, done, total, left, t = self._current
+            now = self.clock()
+            since = now - self._last_line
+            if now - self._image_t0 >= self.every and (since >= 12 * self.every or
+                                                        (stage != self._last_stage and since >= self.every)):
+                self._line(stage, done, total, left - (now - t), now)  # the rule of stage(), between calls
+
+    def _line(self, stage: str, done: int, total: int, left: float, now: float) -> None:
+        self._last_line, self._last_stage = now, stage
+        what = f"{stage} {done}/{total}" if total > 1 else stage
+        eta = f", {eta_text(left)}" if math.isfinite(left) else ""
+        run = self._run_eta(max(left, 0.0)) if self.total > 1 else math.nan
+        run_eta = f" (run {eta_text(run)})" if math.isfinite(run) else ""
+        self.message(f"{self._plain_label}: {what}, {fmt_seconds(now - self._image_t0)} elapsed{eta}{run_eta}")
+
     def __exit__(self, *exc):
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+            self._ticker = None
         if self._progress is not None:
             self._progress.__exit__(*exc)
             self._progress = None
@@ -478,17 +552,74 @@ class Reporter:
 
     def start(self, i: int, job: Job) -> None:
         from rich.markup import escape
-        self._label = escape(f"[{i + 1}/{self.total}] {job.key}")
+        self._i = i
+        self._plain_label = f"[{i + 1}/{self.total}] {job.key}"
+        self._label = escape(self._plain_label)
+        self._image_t0 = self.clock()
+        self._estimate = math.nan
+        self._last_stage = None
+        self.est.costs = {}  # unknown until this image's plan
         if self._progress is not None:
-            self._progress.update(self._task, description=f"{self._label}: reading")
+            self._progress.update(self._task, end=None)
+            if self._image_task is not None:
+                self._progress.remove_task(self._image_task)
+            self._image_task = self._progress.add_task(f"{self._label}: reading", total=None, end=None, count="")
+
+    def plan(self, plan) -> None:
+        """The image's plan is made (before any network pass): estimate it, and say so when it is long."""
+        from hrjax import progress as pg
+        self.est.start_image(plan)
+        self._estimate = self.est.image_estimate()
+        if self._estimate >= pg.LONG_S and not self.quiet:
+            self.message(f"{self._plain_label}: " + pg.plan_line(plan, self._estimate, self.est.measured,
+                                                                 fmt_seconds))
+            if self._estimate >= pg.HINT_S:
+                hint = pg.hint_line(plan, self.est.seconds(pg.WHOLE, self.est.costs[pg.WHOLE]), fmt_seconds)
+                if hint:
+                    self.message(hint)
+
+    def _run_eta(self, image_left: float) -> float:
+        """Seconds left in the run: this image's rest, then the images after it at the mean measured wall
+        time of this run's images (this image's estimate before any is done)."""
+        after = self.total - self._i - 1
+        per_image = (sum(self._walls) / len(self._walls)) if self._walls else self._estimate
+        if after == 0:
+            return image_left
+        return image_left + after * per_image
 
     def stage(self, stage: str, done: int, total: int) -> None:
-        if self._progress is None:
-            return
+        self.est.observe(stage, done, total)
+        left = self.est.remaining(stage, done, total)
+        elapsed = self.clock() - self._image_t0
         what = f"{stage} {done}/{total}" if total > 1 else stage
-        self._progress.update(self._task, description=f"{self._label}: {what}")
+        if self._progress is not None:
+            costs = self.est.costs
+            total_ref = sum(costs.values()) if costs else None
+            done_ref = None
+            if total_ref and stage in costs:
+                names = list(costs)
+                done_ref = sum(costs[s] for s in names[:names.index(stage)]) + costs[stage] * done / max(total, 1)
+            self._progress.update(self._image_task, description=f"{self._label}: {what}", total=total_ref,
+                                  completed=done_ref or 0, end=self.clock() + left if math.isfinite(left) else None)
+            run = self._run_eta(left)
+            self._progress.update(self._task, end=self.clock() + run if math.isfinite(run) else None)
+            return
+        if self.quiet:
+            return
+        with self._lock:
+            now = self.clock()
+            self._current = (stage, done, total, left, now)
+            if now - self._last_line < self.every or elapsed < self.every:
+                return  # at most one line every few seconds in a log, none for a quick image
+            if stage == self._last_stage and now - self._last_line < 12 * self.every:
+                return  # a long stage: a reminder now and then, not a line per chunk
+            self._line(stage, done, total, left, now)
 
     def finish(self, rec: ImageRecord) -> None:
+        with self._lock:
+            self._current = None
+        if rec.status == "done":
+            self._walls.append(rec.timings.get("wall", 0.0))
         if rec.status == "failed":
             from rich.markup import escape
             self.console.print(f"[red]failed[/] {self._label}: {escape(rec.error or '')}", highlight=False,
@@ -504,6 +635,10 @@ class Reporter:
                                    highlight=False, soft_wrap=True)
         if self._progress is not None:
             self._progress.advance(self._task)
+            self._progress.update(self._task, count=f"{self._i + 1}/{self.total}")
+            if self._image_task is not None:
+                self._progress.remove_task(self._image_task)
+                self._image_task = None
 
 
 def _quiet_opencv() -> None:
@@ -554,7 +689,7 @@ def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: 
         for i, (job, todo) in enumerate(zip(jobs, pending)):
             reporter.start(i, job)
             if todo:
-                rec = process_image(models, job, config, opts, progress=reporter.stage)
+                rec = process_image(models, job, config, opts, progress=reporter.stage, on_plan=reporter.plan)
             else:
                 rec = ImageRecord(input=str(job.source), key=job.key, status="skipped",
                                   outputs=[str(p) for p in output_paths(opts, job).values()])

@@ -178,8 +178,12 @@ def test_generic_layout_pairs_by_stem(tmp_path):
     samples = generic(gt, gt_type="depth", images_dir=img)
     assert [(s.name, s.gt_type) for s in samples] == [("a", "depth"), ("b", "depth")]
     assert samples[0].image_path.name == "a.jpg" and samples[1].image_path is None
-    np.save(gt / "a.npy", np.ones((2, 2)))
-    with pytest.raises(DatasetError, match="stem 'a'"):
-        generic(gt)
+    # two GT files with one stem (a folder of `hrjax boost --save png16,npy`): the preference order decides
+    np.save(gt / "b.npy", np.full((2, 2), 2.0))
+    cv2.imwrite(str(gt / "b_color.png"), np.zeros((2, 2, 3), np.uint8))  # hrjax's preview: not a GT map
+    assert [(s.name, s.gt_path.name) for s in generic(gt)] == [("a", "a.pfm"), ("b", "b.npy")]
+    assert [(s.name, s.gt_path.name) for s in generic(gt, gt_format="png")] == [("b", "b.png")]
+    with pytest.raises(DatasetError, match="unknown GT format"):
+        generic(gt, gt_format="exr")
     with pytest.raises(DatasetError, match="unknown dataset"):
         load_dataset("nyu", gt)

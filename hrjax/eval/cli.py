@@ -39,6 +39,9 @@ def register(app: typer.Typer, *, estimators_factory: EstimatorsFactory | None =
         dataset: str = typer.Option("generic", "--dataset", help="middlebury2014, ibims1 or generic"),
         gt_type: str = typer.Option("disparity", "--gt-type",
                                     help="generic only: the GT maps hold disparity or depth"),
+        gt_format: str = typer.Option("auto", "--gt-format", help="generic only, when a stem has several GT "
+                                      "files (e.g. a folder of `hrjax boost --save png16,npy`): auto (pfm, then "
+                                      "npy, then png: unquantised first), pfm, npy or png"),
         images: Optional[Path] = typer.Option(None, "--images",
                                               help="generic --run: folder of the RGB images <stem>.png|jpg"),
         seed: int = typer.Option(0, "--seed", help="Seed of the random ORD pairs"),
@@ -58,16 +61,20 @@ def register(app: typer.Typer, *, estimators_factory: EstimatorsFactory | None =
     ):
         """Score depth estimates with the paper's metrics (ORD, D3R, RMSE, delta error rates, AbsRel...)."""
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
+
+        from hrjax.console import print_table
 
         from hrjax.eval.datasets import DATASETS, SUPERPIXEL_SCALE, DatasetError, load_dataset
         from hrjax.eval.metrics import GT_TYPES
         from hrjax.eval.runner import evaluate_folders, pipeline_estimators, write_estimates
 
-        out, err = Console(), Console(stderr=True)
+        # soft_wrap: no line breaks inside paths and names in a log file (see hrjax.console)
+        out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
 
         def fail(msg: str, code: int = 2):
-            err.print(f"[red]error:[/] {msg}", highlight=False)
+            err.print(f"[red]error:[/] {escape(msg)}", highlight=False)
             raise typer.Exit(code)
 
         if dataset not in DATASETS:
@@ -82,7 +89,8 @@ def register(app: typer.Typer, *, estimators_factory: EstimatorsFactory | None =
         if not 0 < scale <= 1:
             fail(f"--superpixel-scale must be in (0, 1], got {scale}")
         try:
-            samples = load_dataset(dataset, gt, gt_type=gt_type, images_dir=images, use_masks=ibims_masks)
+            samples = load_dataset(dataset, gt, gt_type=gt_type, images_dir=images, use_masks=ibims_masks,
+                                   gt_format=gt_format)
         except DatasetError as e:
             fail(str(e))
 
@@ -107,7 +115,8 @@ def register(app: typer.Typer, *, estimators_factory: EstimatorsFactory | None =
                     fail(f"--run failed: {e}", 1)
                 if no_image:
                     err.print(f"[yellow]no image to run on for {len(no_image)} GT map(s):[/] "
-                              f"{', '.join(no_image[:10])}{' ...' if len(no_image) > 10 else ''}")
+                              f"{escape(', '.join(no_image[:10]))}{' ...' if len(no_image) > 10 else ''}",
+                              highlight=False)
                 pred_dirs.update(dirs)
             with err.status("evaluating ...") as st:
                 report = evaluate_folders(samples, pred_dirs, superpixel_scale=scale, seed=seed,
@@ -117,7 +126,7 @@ def register(app: typer.Typer, *, estimators_factory: EstimatorsFactory | None =
                 tmp.cleanup()
 
         multi = len(report.methods) > 1
-        table = Table(title=f"{dataset}: {gt} (seed {seed}, superpixel scale {scale:g})")
+        table = Table(title=escape(f"{dataset}: {gt} (seed {seed}, superpixel scale {scale:g})"))
         table.add_column("image")
         if multi:
             table.add_column("method")
@@ -127,27 +136,28 @@ def register(app: typer.Typer, *, estimators_factory: EstimatorsFactory | None =
             for m in report.methods:
                 r = report.per_image[m].get(name)
                 if r is not None:
-                    table.add_row(name, *([m] if multi else []), *(_fmt(getattr(r, k)) for k, _ in COLUMNS))
+                    table.add_row(escape(name), *([escape(m)] if multi else []),
+                                  *(_fmt(getattr(r, k)) for k, _ in COLUMNS))
         table.add_section()
         for m in report.methods:
             mean = report.mean(m)
             n = len(report.per_image[m])
-            table.add_row(f"mean ({n})", *([m] if multi else []), *(_fmt(mean[k]) for k, _ in COLUMNS),
+            table.add_row(f"mean ({n})", *([escape(m)] if multi else []), *(_fmt(mean[k]) for k, _ in COLUMNS),
                           style="bold")
-        out.print(table)
+        print_table(out, table)
 
         for m in report.methods:
             if report.missing[m]:
                 miss = report.missing[m]
-                err.print(f"[yellow]{m}: no estimate for {len(miss)} image(s):[/] "
-                          f"{', '.join(miss[:10])}{' ...' if len(miss) > 10 else ''}", highlight=False)
+                err.print(f"[yellow]{escape(m)}: no estimate for {len(miss)} image(s):[/] "
+                          f"{escape(', '.join(miss[:10]))}{' ...' if len(miss) > 10 else ''}", highlight=False)
             for name, msg in report.errors[m].items():
-                err.print(f"[red]{m}: {name}:[/] {msg}", highlight=False)
+                err.print(f"[red]{escape(m)}: {escape(name)}:[/] {escape(str(msg))}", highlight=False)
         if json_out is not None:
             doc = report.to_json(dataset=dataset, gt=str(gt), seed=seed, superpixel_scale=scale,
                                  names=report.names)
             from hrjax.io import atomic_write_bytes
             atomic_write_bytes(json_out, (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode())
-            out.print(f"wrote {json_out}")
+            out.print(f"wrote {json_out}", markup=False, highlight=False)
         if not any(report.per_image[m] for m in report.methods):
             fail("nothing was evaluated", 1)

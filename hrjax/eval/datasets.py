@@ -27,10 +27,13 @@ Layouts:
 ``generic``
     ``GT_DIR/<stem>.png|.pfm|.npy`` (top level, sorted by name), of a chosen GT type (disparity by default);
     the estimate of ``<stem>`` is ``PRED_DIR/<stem>.png`` (else ``<stem>.npy``), the image for ``--run`` is
-    ``IMAGES_DIR/<stem>.png|.jpg|.jpeg|.tif|.tiff``. Two GT files with one stem are an error.
+    ``IMAGES_DIR/<stem>.png|.jpg|.jpeg|.tif|.tiff``. Several GT files with one stem (e.g. a folder written by
+    ``hrjax boost --save png16,npy``) are resolved by ``gt_format``: ``auto`` takes the first of ``.pfm``,
+    ``.npy``, ``.png`` (the float maps before the 16-bit PNG's quantisation), or name one format. hrjax's
+    previews beside a map (``<stem>_color.png``, ``<stem>_8bit.png``) are not GT maps of their own.
 
 Estimates (every layout): ``PRED_DIR/<name>.png`` (16-bit -> / 65535, 8-bit -> / 255, what hrjax writes),
-or ``PRED_DIR/<name>.npy`` (float, used as is: disparity-like, larger = nearer, expected in [0, 1]).
+or ``PRED_DIR/<name>.npy`` (float, used as is: disparity-like, larger = nearer; any range, the metrics rescale it).
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ from hrjax.eval.pfm import read_pfm
 DATASETS = ("middlebury2014", "ibims1", "generic")
 SUPERPIXEL_SCALE = {"middlebury2014": 0.2, "ibims1": 1.0, "generic": 1.0}
 GT_SUFFIXES = (".png", ".pfm", ".npy")
+GT_FORMATS = ("auto", "pfm", "npy", "png")
+GT_PREFERENCE = (".pfm", ".npy", ".png")  # ``auto``: float maps first, the quantised PNG last
+PREVIEW_SUFFIXES = ("_color", "_8bit")    # hrjax boost's previews beside <stem>.png
 PRED_SUFFIXES = (".png", ".npy")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -217,32 +223,41 @@ def ibims1(root: Path, *, use_masks: bool = True) -> list[Sample]:
     return samples
 
 
-def generic(gt_dir: Path, *, gt_type: str = "disparity", images_dir: Path | None = None) -> list[Sample]:
+def generic(gt_dir: Path, *, gt_type: str = "disparity", images_dir: Path | None = None,
+            gt_format: str = "auto") -> list[Sample]:
     """GT files ``GT_DIR/<stem>.png|.pfm|.npy`` paired by stem (see the module docstring)."""
     gt_dir = Path(gt_dir)
     if not gt_dir.is_dir():
         raise DatasetError(f"not a folder: {gt_dir}")
+    if gt_format not in GT_FORMATS:
+        raise DatasetError(f"unknown GT format {gt_format!r}; known: {', '.join(GT_FORMATS)}")
     files = sorted(p for p in gt_dir.iterdir() if p.is_file() and p.suffix.lower() in GT_SUFFIXES
                    and not p.name.startswith("."))
-    if not files:
-        raise DatasetError(f"no GT maps ({', '.join(GT_SUFFIXES)}) in {gt_dir}")
-    seen: dict[str, Path] = {}
-    samples = []
+    by_stem: dict[str, list[Path]] = {}
     for f in files:
-        if f.stem in seen:
-            raise DatasetError(f"two GT files with the stem {f.stem!r}: {seen[f.stem].name} and {f.name}")
-        seen[f.stem] = f
-        img = find_with_suffix(images_dir, f.stem, IMAGE_SUFFIXES) if images_dir is not None else None
-        samples.append(Sample(f.stem, f, gt_type, img))
+        by_stem.setdefault(f.stem, []).append(f)
+    order = GT_PREFERENCE if gt_format == "auto" else (f".{gt_format}",)
+    samples = []
+    for stem in sorted(by_stem):
+        if any(stem.endswith(p) and stem[: -len(p)] in by_stem for p in PREVIEW_SUFFIXES):
+            continue  # <stem>_color.png beside <stem>.png: hrjax's preview, not a GT map
+        choice = next((f for suffix in order for f in by_stem[stem] if f.suffix.lower() == suffix), None)
+        if choice is None:
+            continue  # --gt-format names a format this stem does not have
+        img = find_with_suffix(images_dir, stem, IMAGE_SUFFIXES) if images_dir is not None else None
+        samples.append(Sample(stem, choice, gt_type, img))
+    if not samples:
+        what = ", ".join(GT_SUFFIXES) if gt_format == "auto" else f".{gt_format}"
+        raise DatasetError(f"no GT maps ({what}) in {gt_dir}")
     return samples
 
 
 def load_dataset(dataset: str, gt: Path, *, gt_type: str = "disparity", images_dir: Path | None = None,
-                 use_masks: bool = True) -> list[Sample]:
+                 use_masks: bool = True, gt_format: str = "auto") -> list[Sample]:
     if dataset == "middlebury2014":
         return middlebury2014(gt)
     if dataset == "ibims1":
         return ibims1(gt, use_masks=use_masks)
     if dataset == "generic":
-        return generic(gt, gt_type=gt_type, images_dir=images_dir)
+        return generic(gt, gt_type=gt_type, images_dir=images_dir, gt_format=gt_format)
     raise DatasetError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")

@@ -63,7 +63,7 @@ class SingleEstimates:
 
 @dataclass(eq=False)
 class BoostResult:
-    depth: np.ndarray                              # (H, W) float32, relative inverse depth in [0, 1]
+    depth: np.ndarray                              # (H, W) float32 relative inverse depth, ~[0, 1], not rescaled
     plan: Plan
     config: BoostConfig
     intermediates: dict[str, np.ndarray] = field(default_factory=dict)
@@ -155,21 +155,25 @@ def _resize_map(m: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
 
 
 def boost(models: Models, image: np.ndarray, config: BoostConfig = BoostConfig(), *,
-          keep_intermediates: bool = False, progress: Progress | None = None) -> BoostResult:
+          keep_intermediates: bool = False, progress: Progress | None = None,
+          on_plan: Callable[[Plan], None] | None = None) -> BoostResult:
     """Estimate the depth of ``image`` with the boosting method.
 
     ``image``: (H, W), (H, W, 3) or (H, W, 4) array, uint8 / uint16 / float in [0, 1] (see
     :func:`hrjax.pipeline.image.to_rgb_float64`). Returns a :class:`BoostResult` whose ``depth`` is float32
-    relative inverse depth in [0, 1] (larger = nearer), at the input size (``output_resolution="input"``)
+    relative inverse depth (larger = nearer; nominally [0, 1], not rescaled: the map the reference quantises
+    into its PNG, README "What the output means"), at the input size (``output_resolution="input"``)
     or the internal size (``"native"``). ``keep_intermediates`` adds the reference's named intermediate maps
-    (golden README 5) to ``result.intermediates``.
+    (golden README 5) to ``result.intermediates``. ``progress(stage, done, total)`` is called as the stages
+    advance, ``on_plan(plan)`` once the plan is made, before any network pass (for time estimates).
     """
     with FreeMemoryReleaser(RELEASE_INTERVAL_S):
-        return _boost(models, image, config, keep_intermediates, progress or (lambda *_: None))
+        return _boost(models, image, config, keep_intermediates, progress or (lambda *_: None),
+                      on_plan or (lambda _: None))
 
 
 def _boost(models: Models, image: np.ndarray, config: BoostConfig, keep_intermediates: bool,
-           report: Progress) -> BoostResult:
+           report: Progress, on_plan: Callable[[Plan], None]) -> BoostResult:
     t0 = time.perf_counter()
     img = to_rgb_float64(image)
     h_in, w_in = img.shape[:2]
@@ -177,6 +181,7 @@ def _boost(models: Models, image: np.ndarray, config: BoostConfig, keep_intermed
     p = make_plan(img, config.mode, config.receptive_field, config.max_res, config.output_resolution_flag)
     result = BoostResult(np.zeros((0, 0), np.float32), p, config, timings={"plan": time.perf_counter() - t0})
     report("search", 1, 1)
+    on_plan(p)
 
     t = time.perf_counter()
     report("whole image", 0, 1)

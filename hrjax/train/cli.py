@@ -7,9 +7,11 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-err = Console(stderr=True)
-out = Console()
+# soft_wrap: no line breaks inside paths in a log file (see hrjax.console)
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -69,10 +71,10 @@ def train_merge(
                           decay_epochs=epochs // 2 if decay_epochs is None else decay_epochs,
                           batch_size=batch, seed=seed)
     except ValueError as e:
-        err.print(f"[red]invalid options:[/] {e}", highlight=False)
+        err.print(f"[red]invalid options:[/] {escape(str(e))}", highlight=False)
         raise typer.Exit(2)
     if not loadable_name(export_name):
-        err.print(f"[yellow]note:[/] '{export_name}' is not a model name the catalog knows; "
+        err.print(f"[yellow]note:[/] '{escape(export_name)}' is not a model name the catalog knows; "
                   "hrjax.weights.load.load_model will not load the export under that name", highlight=False)
     err.print(f"jax {jax.__version__} on {jax.local_device_count()} {jax.default_backend()} device(s)")
     with _progress() as bar:
@@ -88,14 +90,14 @@ def train_merge(
                            workers=workers, max_steps=max_steps, export_dir=export_dir, export_name=export_name,
                            progress=progress)
         except (TrainError, DatasetError, FileNotFoundError) as e:
-            err.print(f"[red]training failed:[/] {e}", highlight=False)
+            err.print(f"[red]training failed:[/] {escape(str(e))}", highlight=False)
             raise typer.Exit(1)
     if result.resumed_from is not None:
-        out.print(f"resumed from step {result.resumed_from}")
+        out.print(f"resumed from step {result.resumed_from}", markup=False, highlight=False)
     out.print(f"trained {result.step}/{result.total_steps} steps ({result.steps_per_epoch} per epoch); "
-              f"log: {Path(out_dir) / 'train_log.jsonl'}")
+              f"log: {Path(out_dir) / 'train_log.jsonl'}", markup=False, highlight=False)
     if result.exported is not None:
-        out.print(f"generator exported to {result.exported}")
+        out.print(f"generator exported to {result.exported}", markup=False, highlight=False)
 
 
 def make_merge_dataset(
@@ -124,12 +126,12 @@ def make_merge_dataset(
         cfg = DatasetConfig(scales=parse_scales(scales), low_res=low_res, high_res=high_res, crop_size=crop_size,
                             test_last=test_last, max_batch=max_batch)
     except ValueError as e:
-        err.print(f"[red]invalid options:[/] {e}", highlight=False)
+        err.print(f"[red]invalid options:[/] {escape(str(e))}", highlight=False)
         raise typer.Exit(2)
     try:
         graphdef, state = load_model(base_model, weights_dir if weights_dir is not None else default_weights_dir())
     except (WeightsError, KeyError) as e:
-        err.print(f"[red]cannot load the base model:[/] {e}", highlight=False)
+        err.print(f"[red]cannot load the base model:[/] {escape(str(e))}", highlight=False)
         raise typer.Exit(1)
     with _progress() as bar:
         tasks: dict[str, int] = {}
@@ -141,6 +143,7 @@ def make_merge_dataset(
         try:
             counts = make(images, out_dir, graphdef, state, cfg, gt_dir=gt, progress=progress)
         except (FileNotFoundError, ValueError) as e:
-            err.print(f"[red]dataset generation failed:[/] {e}", highlight=False)
+            err.print(f"[red]dataset generation failed:[/] {escape(str(e))}", highlight=False)
             raise typer.Exit(1)
-    out.print(f"wrote {counts['train']} train and {counts['test']} test crops to {out_dir}")
+    out.print(f"wrote {counts['train']} train and {counts['test']} test crops to {out_dir}", markup=False,
+              highlight=False)
