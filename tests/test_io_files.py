@@ -216,3 +216,29 @@ def test_unparsed_header_falls_back_to_the_decoder_and_its_errors(tmp_path):
     t.write_bytes(b"\x89PNG\r\n\x1a\n")
     with pytest.raises(io.ImageReadError, match="not a readable image"):
         io.read_image(t, max_pixels=10)
+
+
+def _png(w, h, color_type, raw_rows: bytes, extra: bytes = b"") -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0))
+            + extra + chunk(b"IDAT", zlib.compress(raw_rows)) + chunk(b"IEND", b""))
+
+
+def test_gray_alpha_and_palette_transparency_pngs_read_like_cv2_imread(tmp_path):
+    """PNG colour types cv2 cannot write: gray + alpha (4) and palette with tRNS (3)."""
+    rng = np.random.default_rng(0)
+    h, w = 5, 7
+    ga = rng.integers(0, 256, (h, w, 2), np.uint8)
+    (tmp_path / "ga.png").write_bytes(_png(w, h, 4, b"".join(b"\0" + ga[y].tobytes() for y in range(h))))
+    pal = rng.integers(0, 256, (4, 3), np.uint8)
+    idx = rng.integers(0, 4, (h, w), np.uint8)
+    plte = struct.pack(">I", 12) + b"PLTE" + pal.tobytes() + struct.pack(">I", zlib.crc32(b"PLTE" + pal.tobytes()))
+    trns = struct.pack(">I", 4) + b"tRNS" + bytes([0, 128, 255, 255]) \
+        + struct.pack(">I", zlib.crc32(b"tRNS" + bytes([0, 128, 255, 255])))
+    (tmp_path / "pal.png").write_bytes(_png(w, h, 3, b"".join(b"\0" + idx[y].tobytes() for y in range(h)),
+                                            plte + trns))
+    for name, want_rgb in (("ga.png", np.repeat(ga[:, :, :1], 3, 2)), ("pal.png", pal[idx])):
+        got = io.read_image(tmp_path / name)
+        np.testing.assert_array_equal(got, _reference(tmp_path / name), err_msg=name)
+        np.testing.assert_array_equal(got, want_rgb / 255.0, err_msg=name)  # alpha dropped, not composited
