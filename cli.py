@@ -152,8 +152,9 @@ class Precision(str, Enum):
 
 BOOST_HELP = ("Estimate high-resolution depth for images and folders of images (Boosting Monocular Depth).\n\n"
               "Writes <output>/<stem>.png (16-bit, the reference's quantisation) and the other --save formats; "
-              "folder inputs keep their sub-folders under --output. Images whose requested outputs all exist "
-              "are skipped unless --overwrite, so an interrupted run resumes. A bad image (corrupt, not an "
+              "folder inputs keep their sub-folders under --output. Images already done with the same options, "
+              "weights and hrjax version (recorded in <output>/.hrjax/) are skipped unless --overwrite, so an "
+              "interrupted run resumes. A bad image (corrupt, not an "
               "image, unreadable, too large) is reported as failed and the run goes on.")
 BOOST_EPILOG = ("Exit codes: 0 every image done or skipped; 1 at least one image failed (the others were "
                 "processed); 2 usage or setup error, nothing processed (bad option, no images found, missing "
@@ -191,8 +192,8 @@ def boost_cmd(
     save_patches: bool = typer.Option(False, "--save-patches", help="Also write each patch's 1024^2 double "
                                       "estimate to <output>/patches/<stem>_<id>.png (+ <stem>.json index); "
                                       "recomputes the patch estimates, so it costs extra time"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Redo images whose requested outputs all exist "
-                                   "\\[default: skip them, so an interrupted run resumes]"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo images already done with the same "
+                                   "options \\[default: skip them, so an interrupted run resumes]"),
     device: Optional[Platform] = typer.Option(None, "--device", case_sensitive=False, show_default=False,
                                               help="JAX platform: cpu, gpu or tpu \\[default: JAX's choice]"),
     max_pixels: int = typer.Option(50_000_000, "--max-pixels", min=1, help="Larger images fail with a reason"),
@@ -268,7 +269,8 @@ def boost_cmd(
     if missing:
         raise usage(missing)
 
-    jobs = runner.collect_inputs(inputs, recursive=recursive, output=output)
+    notes: list[str] = []  # renamed outputs, earlier outputs left out of the inputs
+    jobs = runner.collect_inputs(inputs, recursive=recursive, output=output, notes=notes)
     if not jobs:
         raise usage(f"no images found in {', '.join(map(str, inputs))} (extensions: "
                     f"{' '.join(runner.IMAGE_EXTENSIONS)}{'' if recursive else '; --recursive for sub-folders'})")
@@ -295,6 +297,8 @@ def boost_cmd(
     try:
         with reporter:
             reporter.message(f"{where}{len(jobs)} image(s) -> {output} (mode {mode}, weights {wd})")
+            for note in notes:
+                reporter.message(f"{where}note: {note}")
             records = runner.run(jobs, opts, config, weights_dir=wd, model=model, merge_weights_dir=merge_weights,
                                  platform=device, precision=precision.value, local_devices=local_devices,
                                  cache_dir=False if no_cache else cache_dir, reporter=reporter, emit=emit)

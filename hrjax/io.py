@@ -10,7 +10,20 @@ from pathlib import Path
 import numpy as np
 
 
+class NonFiniteDepthError(ValueError):
+    """A depth map holds NaN or infinite values: writing it would give a black (or garbage) image."""
+
+
+def check_finite(depth: np.ndarray, what: str = "depth map") -> None:
+    d = np.asarray(depth)
+    if np.issubdtype(d.dtype, np.floating):
+        bad = int(d.size - np.count_nonzero(np.isfinite(d)))
+        if bad:
+            raise NonFiniteDepthError(f"{what} has {bad} NaN/infinite values of {d.size}; nothing was written")
+
+
 def _quantize(depth: np.ndarray, top: int, dtype) -> np.ndarray:
+    check_finite(depth)  # NaN would fail the range test below and come out as an all-black image
     d = np.asarray(depth, np.float32)
     lo, hi = d.min(), d.max()
     if not float(hi) - float(lo) > 2.22e-16:
@@ -229,15 +242,54 @@ def read_image(path: Path, *, max_pixels: int | None = None) -> np.ndarray:
         raise ImageReadError(f"{e}: {path}") from None
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder + rename: an interruption leaves no partial output."""
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux >= 4.7 shows it in /proc/self/status; elsewhere
+    the set-and-restore dance, which briefly changes it for other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # e.g. a platform that cannot open folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write via a temporary file in the same folder + rename: an interruption leaves no partial output.
+
+    The file gets the permissions of any file the user creates (0666 minus the umask; mkstemp alone makes
+    0600). ``durable``: fsync the file before the rename and the folder after it, so that after a power loss
+    the name holds either the old or the complete new content, never an empty or truncated file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    # a short prefix: the temporary name must fit the 255-byte name limit whatever the output name
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:32]}.", suffix=".partial", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())
             f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
+        if durable:
+            _fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -261,6 +313,7 @@ def write_color(path: Path, depth: np.ndarray) -> None:
 
 def write_npy(path: Path, depth: np.ndarray) -> None:
     import io
+    check_finite(depth)
     buf = io.BytesIO()
     np.save(buf, np.asarray(depth, np.float32))
     atomic_write_bytes(path, buf.getvalue())
