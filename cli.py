@@ -38,8 +38,10 @@ def weights_convert(
     model: str = typer.Option(..., "--model", help="Model name: midas_v21 or mergenet"),
     source: Path = typer.Option(..., "--source", help="The official PyTorch checkpoint file"),
     weights_dir: Optional[Path] = WeightsDir,
+    allow_unknown: bool = typer.Option(False, "--allow-unknown", help="Convert a checkpoint whose sha256 is not "
+                                       "the official one (e.g. fine-tuned); hrjax.json records it"),
 ):
-    """Convert an official PyTorch checkpoint into the hrjax weights store (strictly checked)."""
+    """Convert an official PyTorch checkpoint into the hrjax weights store (sha256 and keys strictly checked)."""
     from convert.checkpoint import convert_checkpoint
     from hrjax.weights.keys import CheckpointMismatch
 
@@ -48,7 +50,7 @@ def weights_convert(
         raise typer.Exit(2)
     try:
         with err.status(f"converting {source} ..."):
-            dest = convert_checkpoint(model, source, _weights_dir(weights_dir))
+            dest = convert_checkpoint(model, source, _weights_dir(weights_dir), allow_unknown=allow_unknown)
     except (CheckpointMismatch, FileNotFoundError, ValueError, RuntimeError) as e:
         err.print(f"[red]conversion failed:[/] {e}", markup=True, highlight=False)
         raise typer.Exit(1)

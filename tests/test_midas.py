@@ -24,7 +24,7 @@ def range_err(cand, gold):
 @pytest.fixture(scope="module")
 def midas_state(tmp_path_factory, midas_checkpoint):
     wd = tmp_path_factory.mktemp("midas_weights")
-    convert_checkpoint("midas_v21", midas_checkpoint, wd)
+    convert_checkpoint("midas_v21", midas_checkpoint, wd, allow_unknown=True)
     return wd, load_model("midas_v21", wd)
 
 
@@ -130,7 +130,7 @@ def test_converter_rejects_damaged_checkpoint(tmp_path, synth_sd, damage):
         sd[key] = np.zeros((1024, 16, 3, 3), np.float32)  # true shape: (1024, 32, 3, 3)
     src = _write(tmp_path, "bad.pt", sd)
     with pytest.raises(CheckpointMismatch, match=f"{damage.replace('misshaped', 'mis-shaped')} keys") as err:
-        convert_checkpoint("midas_v21", src, tmp_path / "w")
+        convert_checkpoint("midas_v21", src, tmp_path / "w", allow_unknown=True)
     assert key in str(err.value)
     assert not (tmp_path / "w" / "midas_v21").exists()
 
@@ -140,7 +140,7 @@ def test_converter_accepts_wrapped_and_untracked(tmp_path, synth_sd):
     sd = {k: torch.from_numpy(np.array(v)) for k, v in synth_sd.items() if not k.endswith("num_batches_tracked")}
     src = tmp_path / "wrapped.pt"
     torch.save({"model": sd, "optimizer": {}}, src)
-    convert_checkpoint("midas_v21", src, tmp_path / "w")
+    convert_checkpoint("midas_v21", src, tmp_path / "w", allow_unknown=True)
     assert store.read_info(tmp_path / "w", "midas_v21").n_tensors == 562
 
 

@@ -29,15 +29,20 @@ def test_convert_refuses_a_checkpoint_not_in_the_catalogue(tmp_path, mergenet_ch
     assert r.exit_code == 1 and "--allow-unknown" in " ".join(r.output.split()), r.output
 
 
-def test_convert_records_which_check_passed(tmp_path, mergenet_checkpoint, monkeypatch):
+def test_convert_records_which_check_passed(tmp_path, mergenet_checkpoint, weights_dir, monkeypatch):
     digest = sha256_of(mergenet_checkpoint)
-    r = CliRunner().invoke(cli.app, ["weights", "convert", "--model", "mergenet", "--source",
-                                     str(mergenet_checkpoint), "--weights-dir", str(tmp_path / "u"),
-                                     "--allow-unknown"])
-    assert r.exit_code == 0, r.output
-    info = store.read_info(tmp_path / "u", "mergenet")
+    # the session store was converted from the same synthetic file with allow_unknown=True
+    info = store.read_info(weights_dir, "mergenet")
     assert info.source_check == "allow-unknown" and info.source_sha256 == digest
     assert info.arrays_sha256 and len(info.arrays_sha256) == 64
+    # the CLI flag reaches the check: an unknown file gets past it and fails on its content instead
+    junk = tmp_path / "latest_net_G.pth"
+    junk.write_bytes(b"not a checkpoint")
+    args = ["weights", "convert", "--model", "mergenet", "--source", str(junk), "--weights-dir", str(tmp_path / "j")]
+    r = CliRunner().invoke(cli.app, args)
+    assert r.exit_code == 1 and "--allow-unknown" in " ".join(r.output.split())
+    r = CliRunner().invoke(cli.app, args + ["--allow-unknown"])
+    assert r.exit_code == 1 and "not a readable PyTorch checkpoint" in " ".join(r.output.split()), r.output
     # the same file as if it were the official one (the catalogue's hash patched to its digest)
     entry = catalog.get("mergenet")
     official = dataclasses.replace(entry, checkpoint=dataclasses.replace(entry.checkpoint, sha256=digest))
