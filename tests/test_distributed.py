@@ -65,7 +65,9 @@ def _run_two(folder, out, weights_dir, cache) -> list[subprocess.CompletedProces
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {q.relative_to(folder).as_posix(): q.read_bytes() for q in sorted(folder.rglob("*")) if q.is_file()}
+    """The outputs (the per-image records in .hrjax/ hold timings-free metadata, compared separately)."""
+    return {q.relative_to(folder).as_posix(): q.read_bytes() for q in sorted(folder.rglob("*"))
+            if q.is_file() and ".hrjax" not in q.relative_to(folder).parts}
 
 
 def test_two_process_run_matches_single_process(tmp_path, weights_dir):
@@ -95,6 +97,8 @@ def test_two_process_run_matches_single_process(tmp_path, weights_dir):
     multi, ref = _files(tmp_path / "multi"), _files(tmp_path / "single")
     assert sorted(multi) == sorted(ref) == sorted(f"{Path(n).stem}{s}" for n in NAMES for s in (".png", ".npy"))
     assert multi == ref
+    records = sorted(q.name for q in (tmp_path / "multi" / ".hrjax").iterdir())
+    assert records == sorted(f"{Path(n).stem}.json" for n in NAMES)
 
     # A relaunch resumes: every image is skipped and nothing is rewritten.
     again = _run_two(folder, tmp_path / "multi", weights_dir, cache)
