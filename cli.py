@@ -234,8 +234,14 @@ def boost_cmd(
 
     t0 = time.perf_counter()
 
+    from hrjax import distributed as dist
+    info = dist.ProcessInfo()
+
     def usage(msg: str) -> typer.Exit:
-        err.print(f"[red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
+        prefix = f"process {info.index}/{info.count}: " if info.count > 1 else ""
+        msg = msg.removeprefix(prefix)
+        err.print(f"[red]error:[/] {escape(prefix + msg)}", highlight=False, soft_wrap=True)
+        dist.report_failure(info, msg)  # the other processes of a --distributed run stop too
         return typer.Exit(runner.EXIT_USAGE)
 
     mode, output_resolution, model = mode.value, output_resolution.value, model.value
@@ -264,6 +270,16 @@ def boost_cmd(
     except ValueError as e:
         raise usage(str(e))
 
+    records_out = sys.stdout
+    if distributed:
+        # joined before the checks that depend on this host's files, so that a failing process can tell the
+        # others (a process that never joins leaves them waiting for --coordinator's initialization timeout)
+        records_out = dist.private_stdout()
+        try:
+            info = dist.initialize(coordinator, num_processes, process_id, platform=device)
+        except Exception as e:  # noqa: BLE001 - any failure to join is a setup error
+            raise usage(f"--distributed: could not join the multi-process run: {e}")
+
     wd = _weights_dir(weights_dir)
     missing = runner.missing_weights_message(wd, weights_dir, (model,) if merge_weights else (model, "mergenet"))
     if not missing and merge_weights is not None:
@@ -279,22 +295,21 @@ def boost_cmd(
     opts = runner.RunOptions(output=output, save=formats, save_whole=save_whole, save_patches=save_patches,
                              overwrite=overwrite, max_pixels=max_pixels)
 
-    records_out = sys.stdout
-
     def emit(rec):
         if json_out:
             print(rec.to_json(), file=records_out, flush=True)
 
-    from hrjax import distributed as dist
-    info = dist.ProcessInfo()
-    if distributed:
-        records_out = dist.private_stdout()
-        try:
-            info = dist.initialize(coordinator, num_processes, process_id, platform=device)
-        except Exception as e:  # noqa: BLE001 - any failure to join is a setup error
-            raise usage(f"--distributed: could not join the multi-process run: {e}")
-        jobs = dist.shard(jobs, info)
     where = f"process {info.index}/{info.count}: " if info.count > 1 else ""
+    if info.count > 1:
+        try:
+            dist.agree_inputs([f"{j.source}\t{j.key}" for j in jobs], info)
+        except dist.InputsDiffer as e:
+            raise usage(f"{where}{e}")
+        except dist.PeerFailed as e:
+            err.print(f"[red]error:[/] {where}{escape(str(e))}; stopping", highlight=False, soft_wrap=True)
+            raise typer.Exit(runner.EXIT_FAILED)
+        jobs = dist.shard(jobs, info)
+        dist.start_watcher(info)  # from now on a failure elsewhere interrupts this process's work
     reporter = runner.Reporter(err, total=len(jobs), quiet=quiet)
     try:
         with reporter:
@@ -306,13 +321,26 @@ def boost_cmd(
                                  cache_dir=False if no_cache else cache_dir, reporter=reporter, emit=emit)
     except runner.UsageError as e:
         raise usage(where + str(e))
+    except dist.PeerFailed as e:
+        err.print(f"[red]error:[/] {where}{escape(str(e))}; stopping (finished images are kept, run again to "
+                  f"resume)", highlight=False, soft_wrap=True)
+        raise typer.Exit(runner.EXIT_FAILED)
     except KeyboardInterrupt:
+        dist.report_failure(info, "interrupted")
         err.print("[yellow]interrupted[/]; finished images are kept, run again to resume")
         raise typer.Exit(runner.EXIT_INTERRUPTED)
+    except BaseException as e:
+        dist.report_failure(info, f"{type(e).__name__}: {e}")
+        raise
     c = runner.summarize(records)
     if info.count > 1:
         # Every process learns every process's counts, so all of them exit with the same code.
-        counts = dist.gather_json(c, info)
+        dist.stop_watcher()  # from here a failure is seen by the exchange itself
+        try:
+            counts = dist.gather_json(c, info)
+        except dist.PeerFailed as e:
+            err.print(f"[red]error:[/] {where}{escape(str(e))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(runner.EXIT_FAILED)
         c = {k: sum(p[k] for p in counts) for k in c}
         n_total = sum(sum(p.values()) for p in counts)
     else:
