@@ -75,8 +75,10 @@ def weights_convert(
     model: str = typer.Option(..., "--model", help="Model name: midas_v21 or mergenet"),
     source: Path = typer.Option(..., "--source", help="The official PyTorch checkpoint file"),
     weights_dir: Optional[Path] = WeightsDir,
+    allow_unknown: bool = typer.Option(False, "--allow-unknown", help="Convert a checkpoint whose sha256 is not "
+                                       "the official one (e.g. fine-tuned); hrjax.json records it"),
 ):
-    """Convert an official PyTorch checkpoint into the hrjax weights store (strictly checked)."""
+    """Convert an official PyTorch checkpoint into the hrjax weights store (sha256 and keys strictly checked)."""
     from convert.checkpoint import convert_checkpoint
     from hrjax.weights.keys import CheckpointMismatch
 
@@ -85,7 +87,7 @@ def weights_convert(
         raise typer.Exit(2)
     try:
         with err.status(escape(f"converting {source} ...")):
-            dest = convert_checkpoint(model, source, _weights_dir(weights_dir))
+            dest = convert_checkpoint(model, source, _weights_dir(weights_dir), allow_unknown=allow_unknown)
     except (CheckpointMismatch, FileNotFoundError, ValueError, RuntimeError) as e:
         # escape: the messages hold text such as ".[convert]" that rich would take for markup
         err.print(f"[red]conversion failed:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
@@ -206,8 +208,9 @@ class Precision(str, Enum):
 
 BOOST_HELP = ("Estimate high-resolution depth for images and folders of images (Boosting Monocular Depth).\n\n"
               "Writes <output>/<stem>.png (16-bit, the reference's quantisation) and the other --save formats; "
-              "folder inputs keep their sub-folders under --output. Images whose requested outputs all exist "
-              "are skipped unless --overwrite, so an interrupted run resumes. A bad image (corrupt, not an "
+              "folder inputs keep their sub-folders under --output. Images already done with the same options, "
+              "weights and hrjax version (recorded in <output>/.hrjax/) are skipped unless --overwrite, so an "
+              "interrupted run resumes. A bad image (corrupt, not an "
               "image, unreadable, too large) is reported as failed and the run goes on.")
 BOOST_EPILOG = ("Exit codes: 0 every image done or skipped; 1 at least one image failed (the others were "
                 "processed); 2 usage or setup error, nothing processed (bad option, no images found, missing "
@@ -249,8 +252,8 @@ def boost_cmd(
     save_patches: bool = typer.Option(False, "--save-patches", help="Also write each patch's 1024^2 double "
                                       "estimate to <output>/patches/<stem>_<id>.png (+ <stem>.json index); "
                                       "recomputes the patch estimates, so it costs extra time"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Redo images whose requested outputs all exist "
-                                   "\\[default: skip them, so an interrupted run resumes]"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo images already done with the same "
+                                   "options \\[default: skip them, so an interrupted run resumes]"),
     device: Optional[Platform] = typer.Option(None, "--device", case_sensitive=False, show_default=False,
                                               help="JAX platform: cpu, gpu or tpu \\[default: JAX's choice]"),
     max_pixels: int = typer.Option(50_000_000, "--max-pixels", min=1, help="Larger images fail with a reason"),
@@ -289,8 +292,14 @@ def boost_cmd(
 
     t0 = time.perf_counter()
 
+    from hrjax import distributed as dist
+    info = dist.ProcessInfo()
+
     def usage(msg: str) -> typer.Exit:
-        err.print(f"[red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
+        prefix = f"process {info.index}/{info.count}: " if info.count > 1 else ""
+        msg = msg.removeprefix(prefix)
+        err.print(f"[red]error:[/] {escape(prefix + msg)}", highlight=False, soft_wrap=True)
+        dist.report_failure(info, msg)  # the other processes of a --distributed run stop too
         return typer.Exit(runner.EXIT_USAGE)
 
     mode, output_resolution, model = mode.value, output_resolution.value, model.value
@@ -322,6 +331,16 @@ def boost_cmd(
     except ValueError as e:
         raise usage(str(e))
 
+    records_out = sys.stdout
+    if distributed:
+        # joined before the checks that depend on this host's files, so that a failing process can tell the
+        # others (a process that never joins leaves them waiting for --coordinator's initialization timeout)
+        records_out = dist.private_stdout()
+        try:
+            info = dist.initialize(coordinator, num_processes, process_id, platform=device)
+        except Exception as e:  # noqa: BLE001 - any failure to join is a setup error
+            raise usage(f"--distributed: could not join the multi-process run: {e}")
+
     # a mistyped path is a usage error before anything is loaded (not a failed image after the weights)
     absent = [str(p) for p in inputs if not p.exists() and not p.is_symlink()]
     if absent:
@@ -334,45 +353,60 @@ def boost_cmd(
     if missing:
         raise usage(missing)
 
-    jobs = runner.collect_inputs(inputs, recursive=recursive, output=output)
+    notes: list[str] = []  # renamed outputs, earlier outputs left out of the inputs
+    jobs = runner.collect_inputs(inputs, recursive=recursive, output=output, notes=notes)
     if not jobs:
         raise usage(f"no images found in {', '.join(map(str, inputs))} (extensions: "
                     f"{' '.join(runner.IMAGE_EXTENSIONS)}{'' if recursive else '; --recursive for sub-folders'})")
     opts = runner.RunOptions(output=output, save=formats, save_whole=save_whole, save_patches=save_patches,
                              overwrite=overwrite, max_pixels=max_pixels, colormap=colormap.lower())
 
-    records_out = sys.stdout
-
     def emit(rec):
         if json_out:
             print(rec.to_json(), file=records_out, flush=True)
 
-    from hrjax import distributed as dist
-    info = dist.ProcessInfo()
-    if distributed:
-        records_out = dist.private_stdout()
-        try:
-            info = dist.initialize(coordinator, num_processes, process_id, platform=device)
-        except Exception as e:  # noqa: BLE001 - any failure to join is a setup error
-            raise usage(f"--distributed: could not join the multi-process run: {e}")
-        jobs = dist.shard(jobs, info)
     where = f"process {info.index}/{info.count}: " if info.count > 1 else ""
+    if info.count > 1:
+        try:
+            dist.agree_inputs([f"{j.source}\t{j.key}" for j in jobs], info)
+        except dist.InputsDiffer as e:
+            raise usage(f"{where}{e}")
+        except dist.PeerFailed as e:
+            err.print(f"[red]error:[/] {where}{escape(str(e))}; stopping", highlight=False, soft_wrap=True)
+            raise typer.Exit(runner.EXIT_FAILED)
+        jobs = dist.shard(jobs, info)
+        dist.start_watcher(info)  # from now on a failure elsewhere interrupts this process's work
     reporter = runner.Reporter(err, total=len(jobs), quiet=quiet)
     try:
         with reporter:
             reporter.message(f"{where}{len(jobs)} image(s) -> {output} (mode {mode}, weights {wd})")
+            for note in notes:
+                reporter.message(f"{where}note: {note}")
             records = runner.run(jobs, opts, config, weights_dir=wd, model=model, merge_weights_dir=merge_weights,
                                  platform=device, precision=precision.value, local_devices=local_devices,
                                  cache_dir=False if no_cache else cache_dir, reporter=reporter, emit=emit)
     except runner.UsageError as e:
         raise usage(where + str(e))
+    except dist.PeerFailed as e:
+        err.print(f"[red]error:[/] {where}{escape(str(e))}; stopping (finished images are kept, run again to "
+                  f"resume)", highlight=False, soft_wrap=True)
+        raise typer.Exit(runner.EXIT_FAILED)
     except KeyboardInterrupt:
+        dist.report_failure(info, "interrupted")
         err.print("[yellow]interrupted[/]; finished images are kept, run again to resume")
         raise typer.Exit(runner.EXIT_INTERRUPTED)
+    except BaseException as e:
+        dist.report_failure(info, f"{type(e).__name__}: {e}")
+        raise
     c = runner.summarize(records)
     if info.count > 1:
         # Every process learns every process's counts, so all of them exit with the same code.
-        counts = dist.gather_json(c, info)
+        dist.stop_watcher()  # from here a failure is seen by the exchange itself
+        try:
+            counts = dist.gather_json(c, info)
+        except dist.PeerFailed as e:
+            err.print(f"[red]error:[/] {where}{escape(str(e))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(runner.EXIT_FAILED)
         c = {k: sum(p[k] for p in counts) for k in c}
         n_total = sum(sum(p.values()) for p in counts)
     else:

@@ -5,6 +5,6 @@ hrjax module tree (``hrjax.weights.keys.key_table``), whose attribute paths mirr
 conversion is: read tensors, check the table strictly, transpose layouts, store.
 """
 
-from convert.checkpoint import convert_checkpoint, read_torch_state_dict, sha256_of
+from convert.checkpoint import UnknownCheckpoint, convert_checkpoint, read_torch_state_dict, sha256_of
 
-__all__ = ["convert_checkpoint", "read_torch_state_dict", "sha256_of"]
+__all__ = ["UnknownCheckpoint", "convert_checkpoint", "read_torch_state_dict", "sha256_of"]

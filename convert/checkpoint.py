@@ -65,14 +65,35 @@ def read_torch_state_dict(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def convert_checkpoint(model: str, source: Path, weights_dir: Path | None = None) -> Path:
-    """Convert ``source`` (an official checkpoint of ``model``) into ``<weights_dir>/<model>``; returns that dir."""
+class UnknownCheckpoint(ValueError):
+    """The source file's sha256 is not the catalogue's: a wrong, corrupt or modified file (or a fine-tuned
+    checkpoint, converted only with ``allow_unknown``)."""
+
+
+def convert_checkpoint(model: str, source: Path, weights_dir: Path | None = None, *, allow_unknown: bool = False,
+                       expected_sha256: str | None = None) -> Path:
+    """Convert ``source`` (an official checkpoint of ``model``) into ``<weights_dir>/<model>``; returns that dir.
+
+    The source's sha256 must be the catalogue's (SPEC 12; ``expected_sha256`` overrides it) before anything is
+    read: a mismatch raises :class:`UnknownCheckpoint` unless ``allow_unknown``. hrjax.json records which
+    (``source_check``: "official" or "allow-unknown")."""
     entry = catalog.get(model)
     source = Path(source)
+    if not source.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {source}")
+    digest = sha256_of(source)
+    expected = expected_sha256 or entry.checkpoint.sha256
+    if digest != expected and not allow_unknown:
+        raise UnknownCheckpoint(
+            f"{source} has sha256 {digest}, not that of the official {model} checkpoint "
+            f"{entry.checkpoint.file_name} ({expected}): a wrong, incomplete or modified file. Download it again "
+            f"(hrjax weights download --model {model}), or, for a fine-tuned checkpoint of the same architecture, "
+            f"convert it with --allow-unknown")
     tensors = read_torch_state_dict(source)
     matched = match_state_dict(key_table(entry.build()), tensors, what=f"checkpoint {source}", from_torch=True)
     info = store.WeightsInfo(
-        model=model, source_name=source.name, source_sha256=sha256_of(source),
+        model=model, source_name=source.name, source_sha256=digest,
         converter_version=store.CONVERTER_VERSION, n_tensors=len(matched),
-        n_values=int(sum(v.size for v in matched.values())), created=store.now_iso())
+        n_values=int(sum(v.size for v in matched.values())), created=store.now_iso(),
+        source_check="official" if digest == expected else "allow-unknown")
     return store.save(weights_dir if weights_dir is not None else store.default_weights_dir(), info, matched)

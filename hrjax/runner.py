@@ -10,9 +10,11 @@ processed (bad option, no images found, missing/corrupt weights, unavailable dev
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,6 +32,12 @@ SAVE_SUFFIX = {"png16": ".png", "npy": ".npy", "color": "_color.png", "png8": "_
 REQUIRED_MODELS = ("midas_v21", "mergenet")  # base network + merge network
 BASE_MODELS = ("midas_v21",)
 WHOLE_DIR, PATCHES_DIR = "whole", "patches"
+# Per-image records of what produced the outputs (the resume rule), hidden so that folder scans and listings
+# of the outputs leave them out: <output>/.hrjax/<key>.json.
+RECORDS_DIR, RECORD_FORMAT = ".hrjax", 1
+# Longest output name component (bytes): leaves room under the 255-byte name limit for "_color.png", ".json"
+# and the temporary names of atomic writes.
+MAX_KEY_BYTES = 200
 DEFAULT_MAX_PIXELS = 50_000_000
 
 # The official checkpoint file name of each model, as in hrjax.weights.catalog (which imports flax, so it is
@@ -109,6 +117,7 @@ class Job:
     source: Path
     key: str                      # output name without extension, POSIX-relative to --output ("sub/name")
     error: str | None = None      # set for inputs that are known bad before reading (missing path, ...)
+    note: str | None = None       # why the output name is not the plain stem (a clash was resolved)
 
 
 def is_image_name(name: str) -> bool:
@@ -150,44 +159,83 @@ def _scan_folder(folder: Path, recursive: bool, exclude: Path | None,
     return found
 
 
-def collect_inputs(inputs: Iterable[Path], recursive: bool = False, output: Path | None = None) -> list[Job]:
+def _safe_component(name: str) -> str:
+    """An output name component that stays inside --output and fits the 255-byte name limit with hrjax's
+    suffixes: an all-dot name (the stem of ``..png`` is ``.``) becomes underscores; a name over
+    :data:`MAX_KEY_BYTES` is cut and gets 8 hex digits of its sha1, so long names that share a prefix stay
+    apart (deterministic)."""
+    if not name.strip("."):
+        name = "_" * max(len(name), 1)
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) > MAX_KEY_BYTES:
+        name = raw[:MAX_KEY_BYTES - 9].decode("utf-8", "ignore") + "~" + hashlib.sha1(raw).hexdigest()[:8]
+    return name
+
+
+def _main_files(key_cf: str) -> set[str]:
+    return {key_cf + suffix for suffix in SAVE_SUFFIX.values()}
+
+
+def collect_inputs(inputs: Iterable[Path], recursive: bool = False, output: Path | None = None,
+                   notes: list[str] | None = None) -> list[Job]:
     """Expand files and folders into jobs with unique, deterministic output keys.
 
     Folder inputs keep their sub-folders (relative to the folder given) under ``--output``; files named
     explicitly use their stem. Folders are scanned for the extensions in :data:`IMAGE_EXTENSIONS`
-    (case-insensitive), in sorted order; explicitly named files are taken whatever their extension. Files
-    under ``output`` are never picked up from a scanned folder, so an output folder inside the input folder
-    does not feed itself. Clashing keys are made unique: names that differ only by extension get it appended
-    (``a.png``, ``a.jpg`` -> ``a_png``, ``a_jpg``), any remaining clash (the same name from two inputs, names
-    differing only in case) a counter (``a``, ``a_2``) in input order. The top-level folder names ``whole``
-    and ``patches`` are reserved for --save-whole and --save-patches; such input sub-folders get a trailing
-    underscore.
+    (case-insensitive), in sorted order; explicitly named files are taken whatever their extension.
+
+    Inputs are never outputs: an output folder inside a scanned folder is left out of the scan; when the
+    scanned folder is the output folder (or inside it), the outputs recorded there by earlier runs are left
+    out (also when named explicitly, e.g. by a shell glob), and no output may land on an input file.
+
+    Keys: the stem, made safe (:func:`_safe_component`). Names that differ only by extension get it appended
+    (``a.png``, ``a.jpg`` -> ``a_png``, ``a_jpg``). Then, in input order, a key whose outputs would collide
+    with an earlier key's outputs (``a_color.png`` is both the colour preview of ``a`` and the main output of
+    an input named ``a_color``; the same name twice; names differing only in case) or land on an input file
+    gets a counter (``a_color_2``); each such rename is said in the job's ``note`` and in ``notes``. The
+    top-level folder names ``whole`` and ``patches`` are reserved for --save-whole and --save-patches, and
+    sub-folders named like an output file (``x.png/``) would clash with one: such input sub-folders get a
+    trailing underscore.
     """
-    exclude = Path(output).resolve() if output is not None else None
+    out_root = Path(output).resolve() if output is not None else None
+    recorded = recorded_outputs(out_root) if out_root is not None else set()
     raw: list[tuple[Path, PurePosixPath, str | None]] = []
     seen: set[Path] = set()
+    n_dropped = 0
     for inp in inputs:
         inp = Path(inp)
         if inp.is_dir():
             errors: list[tuple[Path, str]] = []
+            # the whole output tree is left out only when it is not the scanned folder itself or above it
+            exclude = out_root if out_root is not None and not _inside(inp, out_root) else None
             entries = sorted(_scan_folder(inp, recursive, exclude, errors), key=lambda e: e[1].as_posix())
             for p, rel in entries:
                 r = p.resolve()
-                if r not in seen:
+                if r in recorded:
+                    n_dropped += 1
+                elif r not in seen:
                     seen.add(r)
                     raw.append((p, rel, None))
             for p, msg in errors:
                 raw.append((p, PurePosixPath(p.name or "input"), msg))
         elif inp.exists() or inp.is_symlink():
             r = inp.resolve()
-            if r not in seen:
+            if r in recorded:
+                n_dropped += 1
+            elif r not in seen:
                 seen.add(r)
                 raw.append((inp, PurePosixPath(inp.name), None))
         else:
             raw.append((inp, PurePosixPath(inp.name or "input"), "no such file or directory"))
+    if n_dropped and notes is not None:
+        notes.append(f"{n_dropped} file(s) left out: outputs of an earlier run recorded in "
+                     f"{out_root / RECORDS_DIR}")
 
     def base_key(rel: PurePosixPath) -> PurePosixPath:
-        parts = list(rel.parent.parts) + [rel.stem or rel.name]
+        # a sub-folder named like an output file ("a.png/") would collide with the outputs of "a.jpg"
+        dirs = [c + "_" if c.casefold().endswith(tuple({x[x.rindex("."):] for x in SAVE_SUFFIX.values()})) else c
+                for c in (_safe_component(c) for c in rel.parent.parts)]
+        parts = dirs + [_safe_component(rel.stem or rel.name)]
         if len(parts) > 1 and parts[0].casefold() in (WHOLE_DIR, PATCHES_DIR):
             parts[0] += "_"
         return PurePosixPath(*parts)
@@ -200,16 +248,48 @@ def collect_inputs(inputs: Iterable[Path], recursive: bool = False, output: Path
     keys = [k.with_name(f"{k.name}_{rel.suffix.lstrip('.').lower()}")
             if len(exts[k.as_posix().casefold()]) > 1 and rel.suffix else k
             for k, (_, rel, _) in zip(keys, raw)]
-    # still clashing (same name and extension): counter in input order
-    taken: set[str] = set()
+
+    # inputs that lie inside the output folder (casefolded, relative to it): no output may be written on them
+    input_rel: set[str] = set()
+    patch_owners: set[str] = set()
+    if out_root is not None:
+        for p, _, err in raw:
+            try:
+                rel = p.resolve().relative_to(out_root).as_posix().casefold()
+            except (ValueError, OSError):
+                continue
+            input_rel.add(rel)
+            m = re.fullmatch(rf"{PATCHES_DIR}/(.+)_\d{{4,}}\.png", rel)
+            if m:
+                patch_owners.add(m.group(1))
+    taken_files: set[str] = set()
+
+    def clash(key: str) -> str | None:
+        # only the file names can clash (folders never end in .png/.npy, see base_key), so the counter on the
+        # last component always ends the search
+        kf = key.casefold()
+        files = _main_files(kf)
+        if files & taken_files:
+            return "taken by another input's outputs"
+        derived = files | {f"{WHOLE_DIR}/{kf}.png", f"{PATCHES_DIR}/{kf}.json", f"{RECORDS_DIR}/{kf}.json"}
+        if derived & input_rel or kf in patch_owners:
+            return "an output would overwrite an input file"
+        return None
+
     jobs = []
     for k, (p, _, err) in zip(keys, raw):
         cand, n = k, 1
-        while cand.as_posix().casefold() in taken:
+        why = first = clash(cand.as_posix())
+        while why:
             n += 1
             cand = k.with_name(f"{k.name}_{n}")
-        taken.add(cand.as_posix().casefold())
-        jobs.append(Job(p, cand.as_posix(), err))
+            why = clash(cand.as_posix())
+        kf = cand.as_posix().casefold()
+        taken_files.update(_main_files(kf))
+        note = f"output name '{cand.as_posix()}' ('{k.as_posix()}': {first})" if first else None
+        if note and notes is not None:
+            notes.append(f"{p}: {note}")
+        jobs.append(Job(p, cand.as_posix(), err, note))
     return jobs
 
 
@@ -231,18 +311,133 @@ def patch_path(opts: RunOptions, job: Job, patch_id: int) -> Path:
     return Path(opts.output) / PATCHES_DIR / f"{job.key}_{patch_id:04d}.png"
 
 
-def is_complete(opts: RunOptions, job: Job) -> bool:
-    """Every requested output of ``job`` exists (the resume rule: such an image is skipped)."""
-    if not all(p.is_file() for p in output_paths(opts, job).values()):
-        return False
-    if opts.save_patches:
-        idx = patches_index_path(opts, job)
+def record_path(opts: RunOptions, job: Job) -> Path:
+    return Path(opts.output) / RECORDS_DIR / (job.key + ".json")
+
+
+def _jsonable(x):
+    return json.loads(json.dumps(x))
+
+
+def result_identity(config, *, weights_dir: Path, model: str = "midas_v21", merge_weights_dir: Path | None = None,
+                    precision: str = "float32") -> dict:
+    """What an image's outputs depend on besides the input: the options that change the result, the weights'
+    identity (from each store's hrjax.json) and the hrjax version. ``max_batch`` and the device layout are
+    left out: results do not depend on them."""
+    from hrjax import __version__
+    from hrjax.weights.store import WeightsError, read_info
+
+    def weights(wd: Path, m: str):
         try:
-            files = json.loads(idx.read_text())["files"]
-        except (OSError, ValueError, KeyError, TypeError):
+            info = read_info(wd, m)
+        except WeightsError:
+            return None  # missing: the run stops at loading anyway
+        return {"source_sha256": info.source_sha256, "arrays_sha256": getattr(info, "arrays_sha256", None)}
+
+    return _jsonable({
+        "hrjax": __version__, "mode": config.mode,
+        "max_res": None if math.isinf(config.max_res) else float(config.max_res),
+        "output_resolution": config.output_resolution, "receptive_field": config.receptive_field,
+        "max_net_input": config.max_net_input, "precision": precision, "model": model,
+        "weights": {model: weights(weights_dir, model),
+                    "mergenet": weights(merge_weights_dir if merge_weights_dir is not None else weights_dir,
+                                        "mergenet")},
+    })
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _input_identity(path: Path) -> dict:
+    st = Path(path).stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(path)}
+
+
+def _same_input(path: Path, recorded) -> bool:
+    """Same size, and the same modification time or (a copy) the same sha256."""
+    try:
+        st = Path(path).stat()
+        if st.st_size != recorded["size"]:
             return False
-        return all((idx.parent / f).is_file() for f in files)
-    return True
+        return st.st_mtime_ns == recorded["mtime_ns"] or file_sha256(path) == recorded["sha256"]
+    except (OSError, KeyError, TypeError):
+        return False
+
+
+def write_record(opts: RunOptions, job: Job, identity: dict, outputs: Iterable[Path], *, status: str,
+                 input_id: dict | None = None, error: str | None = None) -> Path:
+    """Write ``job``'s record atomically: status ("writing" before the outputs, "done" after them, "failed"),
+    the result identity, the input's identity and every output with its size (None while writing)."""
+    root = Path(opts.output)
+    outs = {}
+    for o in outputs:
+        o = Path(o)
+        outs[o.relative_to(root).as_posix()] = o.stat().st_size if status == "done" else None
+    doc = {"format": RECORD_FORMAT, "status": status, "input": str(job.source), "input_id": input_id,
+           "identity": identity, "save": list(opts.save), "save_whole": opts.save_whole,
+           "save_patches": opts.save_patches, "outputs": outs, "error": error}
+    from hrjax import io
+    path = record_path(opts, job)
+    io.atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode())
+    return path
+
+
+def read_record(opts: RunOptions, job: Job) -> dict | None:
+    try:
+        doc = json.loads(record_path(opts, job).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("format") == RECORD_FORMAT else None
+
+
+def recorded_outputs(output: Path) -> set[Path]:
+    """Every file the records under ``output`` list as an output (also of unfinished or failed images)."""
+    root = Path(output)
+    rec_dir = root / RECORDS_DIR
+    found: set[Path] = set()
+    if not rec_dir.is_dir():
+        return found
+    for f in rec_dir.rglob("*.json"):
+        try:
+            outs = json.loads(f.read_text()).get("outputs") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        found.update((root / rel).resolve() for rel in outs if isinstance(rel, str))
+    return found
+
+
+def is_complete(opts: RunOptions, job: Job, identity: dict) -> bool:
+    """The resume rule: ``job`` is skipped when its record says "done" for the same ``identity``
+    (:func:`result_identity`) and the same input, covers every requested output, and every output it lists
+    is there with its recorded, non-zero size (an empty or truncated file is not done)."""
+    rec = read_record(opts, job)
+    if rec is None or rec.get("status") != "done" or rec.get("identity") != _jsonable(identity):
+        return False
+    if not (set(opts.save) <= set(rec.get("save") or ()) and (rec.get("save_whole") or not opts.save_whole)
+            and (rec.get("save_patches") or not opts.save_patches)):
+        return False
+    root = Path(opts.output)
+    outs = rec.get("outputs")
+    if not isinstance(outs, dict):
+        return False
+    want = {q.relative_to(root).as_posix() for q in output_paths(opts, job).values()}
+    if opts.save_patches:
+        want.add(patches_index_path(opts, job).relative_to(root).as_posix())
+    if not want <= outs.keys():
+        return False
+    for rel, size in outs.items():
+        try:
+            st = (root / rel).stat()
+        except OSError:
+            return False
+        if not isinstance(size, int) or size <= 0 or st.st_size != size:
+            return False
+    return _same_input(job.source, rec.get("input_id"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -319,9 +514,20 @@ def patch_doubles(models, plan, config, chunk: int | None = None) -> Iterator[tu
 Progress = Callable[[str, int, int], None]
 
 
+def _check_inside(root: Path, path: Path) -> None:
+    """Defence in depth behind the key rules: an output path must lie lexically inside ``--output``."""
+    r, q = os.path.normpath(os.path.abspath(root)), os.path.normpath(os.path.abspath(path))
+    if os.path.commonpath([r, q]) != r or q == r:
+        raise RuntimeError(f"refusing to write {path}: outside the output folder {root}")
+
+
 def process_image(models, job: Job, config, opts: RunOptions, progress: Progress | None = None,
-                  on_plan: Callable | None = None) -> ImageRecord:
-    """Read, boost and write one image. Any failure is caught and returned as a ``failed`` record."""
+                  identity: dict | None = None, on_plan: Callable | None = None) -> ImageRecord:
+    """Read, boost and write one image. Any failure is caught and returned as a ``failed`` record.
+
+    With ``identity`` (:func:`result_identity`) the image's record is kept in ``<output>/.hrjax/<key>.json``:
+    "writing" (listing the outputs) just before the first output is written, "done" with their sizes after
+    the last. A failure while writing removes what this attempt wrote and marks the record "failed"."""
     from hrjax import io
     from hrjax.pipeline.boost import boost
 
@@ -338,38 +544,62 @@ def process_image(models, job: Job, config, opts: RunOptions, progress: Progress
         rec.R, rec.K, rec.n_patches = int(p.R), float(p.K), int(p.n_patches)
         rec.factor = float(p.factor) if p.factor is not None else None
         rec.timings.update({k: float(v) for k, v in result.timings.items()})
+        paths = output_paths(opts, job)
+        # checked before anything is written: a NaN map would be quantised to an all-black "done" image
+        io.check_finite(result.depth, "depth map")
+        whole = whole_estimate(result) if "whole" in paths else None
+        if whole is not None:
+            io.check_finite(whole, "whole-image estimate")
+        planned = list(paths.values()) + ([patches_index_path(opts, job)] if opts.save_patches else [])
+        for q in planned:
+            _check_inside(opts.output, q)
+        input_id = _input_identity(job.source) if identity is not None else None
+        if identity is not None:
+            write_record(opts, job, identity, planned, status="writing", input_id=input_id)
         t = time.perf_counter()
         written: list[Path] = []
-        paths = output_paths(opts, job)
-        if "whole" in paths:
-            io.write_png16(paths["whole"], whole_estimate(result))
-            written.append(paths["whole"])
-        if opts.save_patches:
-            tp = time.perf_counter()
-            if progress:
-                progress("saving patches", 0, p.n_patches)
-            files = []
-            for i, (pid, m) in enumerate(patch_doubles(models, p, config)):
-                path = patch_path(opts, job, pid)
-                io.write_png16(path, m)
-                written.append(path)
-                files.append(path.name)
+        try:
+            if whole is not None:
+                io.write_png16(paths["whole"], whole)
+                written.append(paths["whole"])
+            if opts.save_patches:
+                tp = time.perf_counter()
                 if progress:
-                    progress("saving patches", i + 1, p.n_patches)
-            idx = patches_index_path(opts, job)
-            index = {"input": str(job.source), "files": files, "patch_ids": [int(i) for i in p.patch_ids],
-                     "rects_target": p.rects_target.tolist(), "rects_scaled": p.rects_scaled.tolist(),
-                     "mergein_shape": list(p.mergein_shape) if p.mergein_shape else None}
-            io.atomic_write_bytes(idx, (json.dumps(index) + "\n").encode())
-            written.append(idx)
-            rec.timings["save_patches"] = time.perf_counter() - tp
-        # the main result last: its presence marks a finished image
-        writers = {"npy": io.write_npy, "color": lambda path, d: io.write_color(path, d, opts.colormap),
-                   "png16": io.write_png16, "png8": io.write_png8, "pfm": io.write_pfm}
-        for f in ("npy", "pfm", "png8", "color", "png16"):
-            if f in paths:
-                writers[f](paths[f], result.depth)
-                written.append(paths[f])
+                    progress("saving patches", 0, p.n_patches)
+                files = []
+                for i, (pid, m) in enumerate(patch_doubles(models, p, config)):
+                    path = patch_path(opts, job, pid)
+                    io.write_png16(path, m)  # raises on a non-finite patch map
+                    written.append(path)
+                    files.append(path.name)
+                    if progress:
+                        progress("saving patches", i + 1, p.n_patches)
+                idx = patches_index_path(opts, job)
+                index = {"input": str(job.source), "files": files, "patch_ids": [int(i) for i in p.patch_ids],
+                         "rects_target": p.rects_target.tolist(), "rects_scaled": p.rects_scaled.tolist(),
+                         "mergein_shape": list(p.mergein_shape) if p.mergein_shape else None}
+                io.atomic_write_bytes(idx, (json.dumps(index) + "\n").encode())
+                written.append(idx)
+                rec.timings["save_patches"] = time.perf_counter() - tp
+            # the main result last
+            writers = {"npy": io.write_npy, "color": lambda path, d: io.write_color(path, d, opts.colormap),
+                       "png16": io.write_png16, "png8": io.write_png8, "pfm": io.write_pfm}
+            for f in ("npy", "pfm", "png8", "color", "png16"):
+                if f in paths:
+                    writers[f](paths[f], result.depth)
+                    written.append(paths[f])
+        except BaseException as e:
+            for w in written:  # no partial set of outputs is left behind
+                w.unlink(missing_ok=True)
+            if identity is not None:
+                try:
+                    write_record(opts, job, identity, dict.fromkeys(planned + written), status="failed",
+                                 input_id=input_id, error=f"{type(e).__name__}: {e}")
+                except Exception:  # noqa: BLE001 - the original failure is the one to report
+                    pass
+            raise
+        if identity is not None:  # last: only now is the image done
+            write_record(opts, job, identity, written, status="done", input_id=input_id)
         rec.timings["write"] = time.perf_counter() - t
         rec.outputs = [str(w) for w in written]
         rec.status = "done"
@@ -379,6 +609,8 @@ def process_image(models, job: Job, config, opts: RunOptions, progress: Progress
         raise
     except MemoryError:
         rec.error = "out of memory (try a smaller --max-res or --max-batch)"
+    except io.NonFiniteDepthError as e:
+        rec.error = f"the pipeline produced a non-finite result: {e}"
     except Exception as e:  # noqa: BLE001 - one bad image must not stop a folder run
         rec.error = f"{type(e).__name__}: {e}"
     rec.timings["wall"] = time.perf_counter() - t0
@@ -662,7 +894,9 @@ def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: 
     hrjax.models.layers.PRECISIONS."""
     _quiet_opencv()
     records: list[ImageRecord] = []
-    pending = [opts.overwrite or not is_complete(opts, j) for j in jobs]
+    identity = result_identity(config, weights_dir=weights_dir, model=model, merge_weights_dir=merge_weights_dir,
+                               precision=precision)
+    pending = [opts.overwrite or not is_complete(opts, j, identity) for j in jobs]
     models = dev = None
     if any(pending):
         dev = select_device(platform)
@@ -689,7 +923,8 @@ def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: 
         for i, (job, todo) in enumerate(zip(jobs, pending)):
             reporter.start(i, job)
             if todo:
-                rec = process_image(models, job, config, opts, progress=reporter.stage, on_plan=reporter.plan)
+                rec = process_image(models, job, config, opts, progress=reporter.stage, identity=identity,
+                                    on_plan=reporter.plan)
             else:
                 rec = ImageRecord(input=str(job.source), key=job.key, status="skipped",
                                   outputs=[str(p) for p in output_paths(opts, job).values()])

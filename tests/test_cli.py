@@ -90,18 +90,26 @@ def test_output_paths_and_resume_rule(tmp_path):
     assert {k: p.relative_to(tmp_path).as_posix() for k, p in paths.items()} == {
         "png16": "sub/y.png", "npy": "sub/y.npy", "color": "sub/y_color.png", "whole": "whole/sub/y.png"}
     assert runner.patch_path(opts, job, 7).relative_to(tmp_path).as_posix() == "patches/sub/y_0007.png"
+    ident = {"mode": "r0"}
+    job = runner.Job(tmp_path / "y.png", "sub/y")
+    job.source.write_bytes(b"input")
     for p in paths.values():
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"x")
-    assert not runner.is_complete(opts, job)  # the patch index is missing
+    assert not runner.is_complete(opts, job, ident)  # files without a record are not done
     idx = runner.patches_index_path(opts, job)
     idx.parent.mkdir(parents=True, exist_ok=True)
     idx.write_text(json.dumps({"files": ["y_0000.png"]}))
-    assert not runner.is_complete(opts, job)  # a listed patch is missing
-    (idx.parent / "sub" / "y_0000.png").parent.mkdir(parents=True, exist_ok=True)
-    idx.write_text(json.dumps({"files": ["y_0000.png"]}))
-    (idx.parent / "y_0000.png").write_bytes(b"x")
-    assert runner.is_complete(opts, job)
+    patch = runner.patch_path(opts, job, 0)
+    patch.write_bytes(b"x")
+    outs = [*paths.values(), idx]
+    input_id = runner._input_identity(job.source)
+    runner.write_record(opts, job, ident, outs + [patch], status="writing", input_id=input_id)
+    assert not runner.is_complete(opts, job, ident)  # interrupted while writing
+    runner.write_record(opts, job, ident, outs + [patch], status="done", input_id=input_id)
+    assert runner.is_complete(opts, job, ident)
+    patch.unlink()
+    assert not runner.is_complete(opts, job, ident)  # a listed patch is missing
     with pytest.raises(runner.UsageError):
         runner.parse_save(["png16,tiff"])
 
@@ -198,7 +206,8 @@ def test_folder_run_bad_inputs_resume_overwrite(tmp_path, images, weights_dir):
         assert color.dtype == np.uint8 and color.shape == (h, w, 3)
         assert sorted(Path(o).name for o in r["outputs"]) == sorted([f"{stem}.png", f"{stem}.npy",
                                                                       f"{stem}_color.png"])
-    written = sorted(q.relative_to(out).as_posix() for q in out.rglob("*") if q.is_file())
+    written = sorted(q.relative_to(out).as_posix() for q in out.rglob("*")
+                     if q.is_file() and not q.relative_to(out).as_posix().startswith(runner.RECORDS_DIR + "/"))
     assert written == sorted(f"{Path(n).stem}{s}" for n in GOOD for s in (".png", ".npy", "_color.png"))
 
     # 2. again (in process): finished images are skipped, untouched; the bad ones fail again

@@ -65,7 +65,9 @@ def _run_two(folder, out, weights_dir, cache) -> list[subprocess.CompletedProces
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {q.relative_to(folder).as_posix(): q.read_bytes() for q in sorted(folder.rglob("*")) if q.is_file()}
+    """The outputs (the per-image records in .hrjax/ hold timings-free metadata, compared separately)."""
+    return {q.relative_to(folder).as_posix(): q.read_bytes() for q in sorted(folder.rglob("*"))
+            if q.is_file() and ".hrjax" not in q.relative_to(folder).parts}
 
 
 def test_two_process_run_matches_single_process(tmp_path, weights_dir, compile_cache):
@@ -99,6 +101,8 @@ def test_two_process_run_matches_single_process(tmp_path, weights_dir, compile_c
     multi, ref = _files(tmp_path / "multi"), _files(tmp_path / "single")
     assert sorted(multi) == sorted(ref) == sorted(f"{Path(n).stem}{s}" for n in NAMES for s in (".png", ".npy"))
     assert multi == ref
+    records = sorted(q.name for q in (tmp_path / "multi" / ".hrjax").iterdir())
+    assert records == sorted(f"{Path(n).stem}.json" for n in NAMES)
 
     # A relaunch resumes: every image is skipped and nothing is rewritten.
     again = _run_two(folder, tmp_path / "multi", weights_dir, cache)
@@ -130,3 +134,94 @@ def test_local_devices_mesh(n):
         assert mesh.devices.size == 2
     with pytest.raises(runner.UsageError, match="only 8"):
         runner.mesh_for("cpu", 9)
+
+
+def _run_pair(args_for, timeout=240):
+    """Start process 0 and 1 with ``args_for(i)`` (extra CLI arguments); returns (completed, wall seconds)."""
+    import time as _time
+    port = _free_port()
+    t = _time.perf_counter()
+    procs = [subprocess.Popen(args_for(i) + ["--distributed", "--coordinator", f"127.0.0.1:{port}",
+                                             "--num-processes", "2", "--process-id", str(i)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+             for i in range(2)]
+    done = []
+    try:
+        for p in procs:
+            stdout, stderr = p.communicate(timeout=timeout)
+            done.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return done, _time.perf_counter() - t
+
+
+def _tiny_folder(folder: Path, names=NAMES) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        assert cv2.imwrite(str(folder / name), np.full((48, 64, 3), 25 * i, np.uint8))
+    return folder
+
+
+def test_a_process_failing_early_ends_both_with_its_reason(tmp_path, weights_dir):
+    """Process 1 has no weights (a usage error on that host only): it exits 2; process 0 is told, before any
+    image is processed, and exits 1 naming process 1 and the reason, well before JAX's heartbeat (100 s)."""
+    folder = _tiny_folder(tmp_path / "in")
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    runs, wall = _run_pair(lambda i: _boost(folder, tmp_path / "out", weights_dir if i == 0 else empty,
+                                            tmp_path / "cache"))
+    assert runs[1].returncode == 2 and "missing model weights" in runs[1].stderr, runs[1].stderr
+    assert runs[0].returncode == 1, runs[0].stderr
+    msg = " ".join(runs[0].stderr.split())
+    assert "process 1 failed: missing model weights" in msg and "stopping" in msg, runs[0].stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.png"))
+    assert wall < 90, f"took {wall:.0f} s"
+
+
+def test_processes_with_different_inputs_refuse_to_start(tmp_path, weights_dir):
+    folder = _tiny_folder(tmp_path / "in")
+    extra = _tiny_folder(tmp_path / "extra", ("z.png",))
+    runs, wall = _run_pair(lambda i: _boost(folder, tmp_path / "out", weights_dir, tmp_path / "cache")
+                           + ([str(extra / "z.png")] if i == 1 else []))
+    for i, p in enumerate(runs):
+        assert p.returncode == 2, (i, p.stderr)
+        assert "different input lists" in " ".join(p.stderr.split()), p.stderr
+    assert wall < 90
+
+
+@pytest.mark.heavy
+def test_a_process_interrupted_mid_run_stops_the_other(tmp_path, weights_dir):
+    """Process 1 is interrupted (SIGINT) after its first image: it publishes "interrupted" and exits 130;
+    process 0, busy with its own images, stops within the network call it is in and exits 1 naming process 1.
+    A relaunch then resumes (the finished images are skipped)."""
+    import signal
+    import time as _time
+
+    folder = _tiny_folder(tmp_path / "in", tuple(f"{c}.png" for c in "abcdefghij"))
+    port = _free_port()
+    procs = [subprocess.Popen(_boost(folder, tmp_path / "out", weights_dir, tmp_path / "cache")
+                              + ["--distributed", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                                 "--process-id", str(i)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+             for i in range(2)]
+    try:
+        first = procs[1].stdout.readline()  # its first JSON record: an image is done
+        assert json.loads(first)["status"] == "done"
+        t = _time.perf_counter()
+        procs[1].send_signal(signal.SIGINT)
+        out0, err0 = procs[0].communicate(timeout=300)
+        out1, err1 = procs[1].communicate(timeout=300)
+        wall = _time.perf_counter() - t
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert procs[1].returncode == 130, err1
+    assert procs[0].returncode == 1, err0
+    assert "process 1 failed: interrupted" in " ".join(err0.split())
+    done0 = [json.loads(line) for line in out0.splitlines() if line.strip()]
+    assert len(done0) < 5, "process 0 finished its whole share instead of stopping"
+    assert wall < 120
+    assert not list((tmp_path / "out").glob(".*.partial")) and not list((tmp_path / "out").glob("*.partial"))

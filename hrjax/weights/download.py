@@ -169,7 +169,7 @@ def download_and_convert(model: str, weights_dir: Path, *, keep_source: bool = F
     except DownloadError as e:
         raise DownloadError(f"{e}\n{manual_instructions(entry, weights_dir)}") from None
     log(f"converting {source.name}")
-    out = convert_checkpoint(model, source, weights_dir)
+    out = convert_checkpoint(model, source, weights_dir, expected_sha256=entry.checkpoint.sha256)
     if not keep_source:
         source.unlink()
         if downloads.is_dir() and not any(downloads.iterdir()):

@@ -8,6 +8,8 @@ half-written model that later loads.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -19,7 +21,8 @@ from typing import Mapping
 
 import numpy as np
 
-CONVERTER_VERSION = 1
+# 2: hrjax.json records the source check and a digest of the stored arrays, which load verifies
+CONVERTER_VERSION = 2
 INFO_FILE = "hrjax.json"
 PARAMS_DIR = "params"
 ENV_WEIGHTS_DIR = "HRJAX_WEIGHTS_DIR"
@@ -38,6 +41,10 @@ class WeightsInfo:
     n_tensors: int
     n_values: int
     created: str
+    # "official": the source's sha256 is the catalogue's; "allow-unknown": it is not, converted on request
+    # (fine-tuned checkpoints); "unchecked": written by another producer (e.g. train-merge's export)
+    source_check: str = "unchecked"
+    arrays_sha256: str | None = None  # arrays_digest() of the stored arrays, set by save()
 
 
 def default_weights_dir() -> Path:
@@ -55,16 +62,30 @@ def model_dir(weights_dir: Path, model: str) -> Path:
     return Path(weights_dir).expanduser().resolve() / model
 
 
+def arrays_digest(flat: Mapping[str, np.ndarray]) -> str:
+    """sha256 over the arrays in key order: each key, dtype, shape and raw bytes (one pass, no copy of
+    contiguous arrays). Detects a store changed or corrupted after conversion."""
+    h = hashlib.sha256()
+    for key in sorted(flat):
+        a = np.ascontiguousarray(flat[key])
+        h.update(f"{key}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
 def save(weights_dir: Path, info: WeightsInfo, flat: Mapping[str, np.ndarray]) -> Path:
-    """Store ``flat`` ({key: hrjax-layout array}) atomically as ``<weights_dir>/<info.model>``."""
+    """Store ``flat`` ({key: hrjax-layout array}) atomically as ``<weights_dir>/<info.model>``; hrjax.json gets
+    the arrays' digest (:func:`arrays_digest`)."""
     import orbax.checkpoint as ocp
 
+    flat = {k: np.asarray(v) for k, v in flat.items()}
+    info = dataclasses.replace(info, arrays_sha256=arrays_digest(flat))
     dest = model_dir(weights_dir, info.model)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{info.model}.partial-", dir=dest.parent))
     try:
         ckpt = ocp.StandardCheckpointer()
-        ckpt.save(tmp / PARAMS_DIR, {k: np.asarray(v) for k, v in flat.items()})
+        ckpt.save(tmp / PARAMS_DIR, flat)
         ckpt.wait_until_finished()
         ckpt.close()
         (tmp / INFO_FILE).write_text(json.dumps(asdict(info), indent=1) + "\n")
@@ -100,18 +121,35 @@ def load_flat(weights_dir: Path, model: str) -> tuple[dict[str, np.ndarray], Wei
     if info.converter_version != CONVERTER_VERSION:
         raise WeightsError(f"weights for '{model}' were written by converter version {info.converter_version}, "
                            f"this hrjax needs {CONVERTER_VERSION}: convert the checkpoint again")
+    if not info.arrays_sha256:
+        raise WeightsError(f"{model_dir(weights_dir, model) / INFO_FILE} holds no digest of the stored arrays: "
+                           f"convert the checkpoint again")
     path = model_dir(weights_dir, model) / PARAMS_DIR
+
+    def counts_error(n_tensors, n_values):
+        return WeightsError(f"the stored weights in {path} hold {n_tensors} tensors / {n_values} values, "
+                            f"{INFO_FILE} says {info.n_tensors} / {info.n_values}: convert the checkpoint again")
+
     try:
         with ocp.StandardCheckpointer() as ckpt:
+            # shapes from the metadata first: nothing is allocated for a store that does not match hrjax.json
+            meta = ckpt.metadata(path)
+            shapes = {k: tuple(v.shape) for k, v in getattr(meta, "item_metadata", meta).items()}
+            n_values = sum(int(np.prod(s, dtype=np.int64)) for s in shapes.values())
+            if len(shapes) != info.n_tensors or n_values != info.n_values:
+                raise counts_error(len(shapes), n_values)
             tree = ckpt.restore(path)
+    except WeightsError:
+        raise
     except Exception as e:  # orbax/tensorstore raise many types for truncated or corrupt files
         raise WeightsError(f"the stored weights in {path} cannot be read (corrupt or truncated?): "
                            f"{type(e).__name__}: {e}") from e
     flat = {k: np.asarray(v) for k, v in tree.items()}
     if len(flat) != info.n_tensors or sum(v.size for v in flat.values()) != info.n_values:
-        raise WeightsError(f"the stored weights in {path} hold {len(flat)} tensors / "
-                           f"{sum(v.size for v in flat.values())} values, {INFO_FILE} says "
-                           f"{info.n_tensors} / {info.n_values}: convert the checkpoint again")
+        raise counts_error(len(flat), sum(v.size for v in flat.values()))
+    if arrays_digest(flat) != info.arrays_sha256:
+        raise WeightsError(f"the stored weights in {path} do not match the digest recorded in {INFO_FILE} at "
+                           f"conversion (changed or corrupted since): convert the checkpoint again")
     return flat, info
 
 

@@ -1,0 +1,92 @@
+"""Weights integrity: ``weights convert`` checks the source's sha256 against the catalogue (SPEC 12), the store
+records a digest of the converted arrays, and loading verifies it."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import cli
+from convert.checkpoint import UnknownCheckpoint, convert_checkpoint, sha256_of
+from hrjax.weights import catalog, store
+
+
+def test_convert_refuses_a_checkpoint_not_in_the_catalogue(tmp_path, mergenet_checkpoint):
+    """The synthetic checkpoint is not the official file: refused before anything is read or written, unless
+    --allow-unknown, which hrjax.json records."""
+    digest = sha256_of(mergenet_checkpoint)
+    assert digest != catalog.get("mergenet").checkpoint.sha256
+    with pytest.raises(UnknownCheckpoint) as e:
+        convert_checkpoint("mergenet", mergenet_checkpoint, tmp_path / "w")
+    msg = str(e.value)
+    assert digest in msg and catalog.get("mergenet").checkpoint.sha256 in msg and "--allow-unknown" in msg
+    assert not (tmp_path / "w").exists() or not any((tmp_path / "w").iterdir())
+    # through the CLI: exit 1 and the same reason
+    r = CliRunner().invoke(cli.app, ["weights", "convert", "--model", "mergenet", "--source",
+                                     str(mergenet_checkpoint), "--weights-dir", str(tmp_path / "w")])
+    assert r.exit_code == 1 and "--allow-unknown" in " ".join(r.output.split()), r.output
+
+
+def test_convert_records_which_check_passed(tmp_path, mergenet_checkpoint, weights_dir, monkeypatch):
+    digest = sha256_of(mergenet_checkpoint)
+    # the session store was converted from the same synthetic file with allow_unknown=True
+    info = store.read_info(weights_dir, "mergenet")
+    assert info.source_check == "allow-unknown" and info.source_sha256 == digest
+    assert info.arrays_sha256 and len(info.arrays_sha256) == 64
+    # the CLI flag reaches the check: an unknown file gets past it and fails on its content instead
+    junk = tmp_path / "latest_net_G.pth"
+    junk.write_bytes(b"not a checkpoint")
+    args = ["weights", "convert", "--model", "mergenet", "--source", str(junk), "--weights-dir", str(tmp_path / "j")]
+    r = CliRunner().invoke(cli.app, args)
+    assert r.exit_code == 1 and "--allow-unknown" in " ".join(r.output.split())
+    r = CliRunner().invoke(cli.app, args + ["--allow-unknown"])
+    assert r.exit_code == 1 and "not a readable PyTorch checkpoint" in " ".join(r.output.split()), r.output
+    # the same file as if it were the official one (the catalogue's hash patched to its digest)
+    entry = catalog.get("mergenet")
+    official = dataclasses.replace(entry, checkpoint=dataclasses.replace(entry.checkpoint, sha256=digest))
+    monkeypatch.setitem(catalog.MODELS, "mergenet", official)
+    convert_checkpoint("mergenet", mergenet_checkpoint, tmp_path / "o")
+    info2 = store.read_info(tmp_path / "o", "mergenet")
+    assert info2.source_check == "official" and info2.arrays_sha256 == info.arrays_sha256
+
+
+def _tiny_store(wd, values):
+    info = store.WeightsInfo(model="mergenet", source_name="x.pth", source_sha256="0" * 64,
+                             converter_version=store.CONVERTER_VERSION, n_tensors=2, n_values=5,
+                             created=store.now_iso())
+    return store.save(wd, info, {"a.weight": np.asarray(values[:3], np.float32),
+                                 "b.bias": np.asarray(values[3:], np.float32)})
+
+
+def test_tampered_store_is_refused_on_load(tmp_path):
+    import orbax.checkpoint as ocp
+
+    wd = tmp_path / "w"
+    dest = _tiny_store(wd, [1, 2, 3, 4, 5])
+    flat, info = store.load_flat(wd, "mergenet")
+    assert info.arrays_sha256 == store.arrays_digest(flat)
+    np.testing.assert_array_equal(flat["a.weight"], [1, 2, 3])
+    # replace the arrays behind hrjax.json's back: same keys, shapes and counts, one value changed
+    import shutil
+    shutil.rmtree(dest / store.PARAMS_DIR)
+    with ocp.StandardCheckpointer() as ck:
+        ck.save(dest / store.PARAMS_DIR, {"a.weight": np.asarray([1, 2, 3], np.float32),
+                                          "b.bias": np.asarray([4, 6], np.float32)})
+    with pytest.raises(store.WeightsError, match="digest") as e:
+        store.load_flat(wd, "mergenet")
+    assert "convert the checkpoint again" in str(e.value)
+    # load_model names the commands that fix it
+    from hrjax.weights.load import load_model
+    with pytest.raises(store.WeightsError, match="hrjax weights convert --model mergenet"):
+        load_model("mergenet", wd)
+
+
+def test_store_without_a_digest_is_refused(tmp_path):
+    dest = _tiny_store(tmp_path / "w", [1, 2, 3, 4, 5])
+    raw = json.loads((dest / store.INFO_FILE).read_text())
+    raw["arrays_sha256"] = None
+    (dest / store.INFO_FILE).write_text(json.dumps(raw))
+    with pytest.raises(store.WeightsError, match="no digest"):
+        store.load_flat(tmp_path / "w", "mergenet")
