@@ -36,16 +36,22 @@ def torch_available() -> bool:
         return False
 
 
+def require_torch():
+    """The torch module, or :class:`TorchMissing` naming the install command."""
+    try:
+        import torch
+    except ImportError as e:
+        raise TorchMissing(TORCH_HINT) from e
+    return torch
+
+
 def read_torch_state_dict(path: Path) -> dict[str, np.ndarray]:
     """Tensors of a PyTorch checkpoint as numpy arrays.
 
     ``torch.load(weights_only=True)`` never unpickles arbitrary objects. A ``{"model": ..., "optimizer": ...}``
     wrapper is unwrapped like MidasNet.load does (SPEC 6.1).
     """
-    try:
-        import torch
-    except ImportError as e:
-        raise TorchMissing(TORCH_HINT) from e
+    torch = require_torch()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -79,6 +85,7 @@ def convert_checkpoint(model: str, source: Path, weights_dir: Path | None = None
     (``source_check``: "official" or "allow-unknown")."""
     entry = catalog.get(model)
     source = Path(source)
+    require_torch()  # first: without torch nothing can be converted, whatever the file (its fix comes first)
     if not source.is_file():
         raise FileNotFoundError(f"checkpoint not found: {source}")
     digest = sha256_of(source)

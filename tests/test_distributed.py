@@ -78,15 +78,11 @@ def test_two_process_run_matches_single_process(tmp_path, weights_dir, compile_c
         y, x = np.mgrid[0:72, 0:96]
         img = np.stack([x * 2.5, y * 3.0 + 20 * i, (x + y) % 50 * 5], -1) + rng.integers(0, 25, (72, 96, 3))
         assert cv2.imwrite(str(folder / name), img.clip(0, 255).astype(np.uint8))
-    cache = compile_cache  # the session's: the four processes below compile each program once between them
+    cache = compile_cache  # the session's: the five processes below compile each program once between them
 
-    # The single-process reference runs in this process (its jit caches are warm from the other CLI tests;
-    # one subprocess less). Same arithmetic on one CPU device: the files must be byte-identical.
-    from typer.testing import CliRunner
-
-    import cli
-    single = CliRunner().invoke(cli.app, _boost(folder, tmp_path / "single", weights_dir, cache)[2:-1])
-    assert single.exit_code == 0, single.output
+    single = subprocess.run(_boost(folder, tmp_path / "single", weights_dir, cache), capture_output=True,
+                            text=True, timeout=900, env=_env(), cwd=ROOT)
+    assert single.returncode == 0, single.stderr
 
     runs = _run_two(folder, tmp_path / "multi", weights_dir, cache)
     for i, p in enumerate(runs):
