@@ -29,6 +29,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 SAVE_FORMATS = ("png16", "npy", "color", "png8", "pfm")
 # format -> file name suffix after the stem (png16 is the main result: its presence marks a finished image)
 SAVE_SUFFIX = {"png16": ".png", "npy": ".npy", "color": "_color.png", "png8": "_8bit.png", "pfm": ".pfm"}
+OUTPUT_EXTENSIONS = tuple(sorted({s[s.rindex("."):] for s in SAVE_SUFFIX.values()}))  # ".npy", ".pfm", ".png"
 REQUIRED_MODELS = ("midas_v21", "mergenet")  # base network + merge network
 BASE_MODELS = ("midas_v21",)
 WHOLE_DIR, PATCHES_DIR = "whole", "patches"
@@ -233,7 +234,7 @@ def collect_inputs(inputs: Iterable[Path], recursive: bool = False, output: Path
 
     def base_key(rel: PurePosixPath) -> PurePosixPath:
         # a sub-folder named like an output file ("a.png/") would collide with the outputs of "a.jpg"
-        dirs = [c + "_" if c.casefold().endswith(tuple({x[x.rindex("."):] for x in SAVE_SUFFIX.values()})) else c
+        dirs = [c + "_" if c.casefold().endswith(OUTPUT_EXTENSIONS) else c
                 for c in (_safe_component(c) for c in rel.parent.parts)]
         parts = dirs + [_safe_component(rel.stem or rel.name)]
         if len(parts) > 1 and parts[0].casefold() in (WHOLE_DIR, PATCHES_DIR):
