@@ -131,15 +131,18 @@ def exchange(info: ProcessInfo, name: str, value: str, poll_s: float = 1.0) -> l
     out = []
     for rank in range(info.count):
         while True:
-            found = failures(info)
-            if found:
-                _raise_first(found)
+            # The value first, failures only while it is missing: a peer that has published its value and
+            # then failed on the exchanged values (agree_inputs: every process raises InputsDiffer) must not
+            # turn this process's own verdict into "peer failed" because its failure was seen first.
             try:
                 out.append(client.blocking_key_value_get(f"{_KV}{name}/{rank}", int(poll_s * 1000)))
                 break
-            except Exception as e:  # noqa: BLE001 - DEADLINE_EXCEEDED: not there yet, look for failures again
+            except Exception as e:  # noqa: BLE001 - DEADLINE_EXCEEDED: not there yet, look for failures
                 if "DEADLINE_EXCEEDED" not in str(e):  # the service (hosted by process 0) is gone
                     raise PeerFailed(0, f"lost contact with the coordinator ({str(e).splitlines()[0]})") from None
+            found = failures(info)
+            if found:
+                _raise_first(found)
     return out
 
 

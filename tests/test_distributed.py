@@ -132,11 +132,12 @@ def test_local_devices_mesh(n):
         runner.mesh_for("cpu", 9)
 
 
-def _run_pair(args_for, timeout=240):
-    """Start process 0 and 1 with ``args_for(i)`` (extra CLI arguments); returns (completed, wall seconds)."""
-    import time as _time
+def _run_pair(args_for, timeout=600):
+    """Start process 0 and 1 with ``args_for(i)`` (extra CLI arguments); returns their completed processes.
+
+    No wall-time bound (a loaded machine would fail it): a hang shows as the timeout; that a failure travelled
+    through hrjax's own channel, not JAX's heartbeat, shows in the message the other process prints."""
     port = _free_port()
-    t = _time.perf_counter()
     procs = [subprocess.Popen(args_for(i) + ["--distributed", "--coordinator", f"127.0.0.1:{port}",
                                              "--num-processes", "2", "--process-id", str(i)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
@@ -150,7 +151,7 @@ def _run_pair(args_for, timeout=240):
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    return done, _time.perf_counter() - t
+    return done
 
 
 def _tiny_folder(folder: Path, names=NAMES) -> Path:
@@ -166,25 +167,23 @@ def test_a_process_failing_early_ends_both_with_its_reason(tmp_path, weights_dir
     folder = _tiny_folder(tmp_path / "in")
     empty = tmp_path / "no-weights"
     empty.mkdir()
-    runs, wall = _run_pair(lambda i: _boost(folder, tmp_path / "out", weights_dir if i == 0 else empty,
-                                            tmp_path / "cache"))
+    runs = _run_pair(lambda i: _boost(folder, tmp_path / "out", weights_dir if i == 0 else empty,
+                                       tmp_path / "cache"))
     assert runs[1].returncode == 2 and "missing model weights" in runs[1].stderr, runs[1].stderr
     assert runs[0].returncode == 1, runs[0].stderr
     msg = " ".join(runs[0].stderr.split())
     assert "process 1 failed: missing model weights" in msg and "stopping" in msg, runs[0].stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.png"))
-    assert wall < 90, f"took {wall:.0f} s"
 
 
 def test_processes_with_different_inputs_refuse_to_start(tmp_path, weights_dir):
     folder = _tiny_folder(tmp_path / "in")
     extra = _tiny_folder(tmp_path / "extra", ("z.png",))
-    runs, wall = _run_pair(lambda i: _boost(folder, tmp_path / "out", weights_dir, tmp_path / "cache")
-                           + ([str(extra / "z.png")] if i == 1 else []))
+    runs = _run_pair(lambda i: _boost(folder, tmp_path / "out", weights_dir, tmp_path / "cache")
+                     + ([str(extra / "z.png")] if i == 1 else []))
     for i, p in enumerate(runs):
         assert p.returncode == 2, (i, p.stderr)
         assert "different input lists" in " ".join(p.stderr.split()), p.stderr
-    assert wall < 90
 
 
 @pytest.mark.heavy
@@ -193,7 +192,6 @@ def test_a_process_interrupted_mid_run_stops_the_other(tmp_path, weights_dir):
     process 0, busy with its own images, stops within the network call it is in and exits 1 naming process 1.
     A relaunch then resumes (the finished images are skipped)."""
     import signal
-    import time as _time
 
     folder = _tiny_folder(tmp_path / "in", tuple(f"{c}.png" for c in "abcdefghij"))
     port = _free_port()
@@ -205,11 +203,9 @@ def test_a_process_interrupted_mid_run_stops_the_other(tmp_path, weights_dir):
     try:
         first = procs[1].stdout.readline()  # its first JSON record: an image is done
         assert json.loads(first)["status"] == "done"
-        t = _time.perf_counter()
         procs[1].send_signal(signal.SIGINT)
         out0, err0 = procs[0].communicate(timeout=300)
         out1, err1 = procs[1].communicate(timeout=300)
-        wall = _time.perf_counter() - t
     finally:
         for p in procs:
             if p.poll() is None:
@@ -219,5 +215,4 @@ def test_a_process_interrupted_mid_run_stops_the_other(tmp_path, weights_dir):
     assert "process 1 failed: interrupted" in " ".join(err0.split())
     done0 = [json.loads(line) for line in out0.splitlines() if line.strip()]
     assert len(done0) < 5, "process 0 finished its whole share instead of stopping"
-    assert wall < 120
     assert not list((tmp_path / "out").glob(".*.partial")) and not list((tmp_path / "out").glob("*.partial"))
