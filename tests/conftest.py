@@ -1,5 +1,10 @@
 """Test configuration in the equinox style: strict dtype promotion, rank promotion raises, 8 CPU devices.
 
+The default run is spread over worker processes (pytest-xdist, ``-n auto`` in pyproject.toml, at most
+:func:`pytest_xdist_auto_num_workers` of them): XLA compiles on one thread, so a second process keeps the
+other core busy while one compiles, and the long tests (:data:`LONG_FIRST`) start first so none is left
+running alone at the end. ``-n 0`` runs everything in this process.
+
 The flags must be set before jax is imported anywhere, hence at the top of this file. Also set here, for the
 whole session and every subprocess the tests start (they inherit the environment): one temporary JAX
 compilation cache, so a program compiled once (MiDaS at a given shape, the merge net) is compiled once per
@@ -16,8 +21,16 @@ if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
     os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-_COMPILE_CACHE = tempfile.mkdtemp(prefix="hrjax-tests-jax-cache-")
-atexit.register(shutil.rmtree, _COMPILE_CACHE, ignore_errors=True)
+# With pytest-xdist the controller imports this file before it starts the workers, which inherit its environment:
+# every worker shares the controller's cache folder (a program compiled by one is loaded by the other), and only
+# the controller removes it.
+_SESSION_CACHE_ENV = "HRJAX_TEST_SESSION_CACHE"
+if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get(_SESSION_CACHE_ENV):
+    _COMPILE_CACHE = os.environ[_SESSION_CACHE_ENV]
+else:
+    _COMPILE_CACHE = tempfile.mkdtemp(prefix="hrjax-tests-jax-cache-")
+    os.environ[_SESSION_CACHE_ENV] = _COMPILE_CACHE
+    atexit.register(shutil.rmtree, _COMPILE_CACHE, ignore_errors=True)
 os.environ["JAX_COMPILATION_CACHE_DIR"] = _COMPILE_CACHE     # this process (read when jax is imported) ...
 os.environ["HRJAX_CACHE_DIR"] = _COMPILE_CACHE               # ... and the CLI's default --cache-dir
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
@@ -139,3 +152,38 @@ def native(models):
     both formulations have their own parity tests against the reference (test_midas.py) and the heavy goldens
     run the default one."""
     return models.configured(grouped_impl="native")
+
+
+# --------------------------------------------------------------------------------------------------------
+# spreading the run over processes (pytest-xdist)
+
+# The longest tests of the default run (measured: 30-180 s each on 2 cores), started first: with the short ones
+# after them, the workers finish together instead of one running a long test alone at the end.
+LONG_FIRST = (
+    "test_pipeline_golden.py::test_pipeline_matches_reference[lunch_640_Final_mr1728]",
+    "test_pipeline_golden.py::test_pipeline_matches_reference[synthetic_480_Final_mr1500]",
+    "test_distributed.py::test_two_process_run_matches_single_process",
+    "test_cli.py::test_folder_run_bad_inputs_resume_overwrite",
+    "test_train_cli.py::test_commands_generate_train_resume_and_export",
+    "test_pipeline_behaviour.py::",
+    "test_pipeline_golden.py::",
+)
+
+
+def _long_rank(item) -> int:
+    nodeid = item.nodeid.split("tests/", 1)[-1]
+    return next((i for i, p in enumerate(LONG_FIRST) if nodeid.startswith(p)), len(LONG_FIRST))
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=_long_rank)  # stable: the order within each rank is the collection order
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: one worker per core, at most 4 (each holds both networks and compiles MiDaS: ~3-4 GB at
+    peak) and at most one per 6 GiB of memory."""
+    try:
+        mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        mem_gib = 12.0
+    return max(1, min(os.cpu_count() or 1, 4, int(mem_gib // 6)))

@@ -27,6 +27,8 @@ def small_scene(golden):
 # The full-size checks are marked heavy.
 SMALL = BoostConfig(mode="final", max_res=476, receptive_field=128, max_batch=1)
 SMALL_PATCHES = 3
+# The tests sharing small_run go to one worker (pytest-xdist --dist loadgroup): one run, not one per worker.
+SMALL_RUN_GROUP = pytest.mark.xdist_group("small_run")
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +47,7 @@ def _check_depth(depth, shape):
     assert depth.min() >= -1e-6 and depth.max() <= 1 + 1e-6
 
 
+@SMALL_RUN_GROUP
 def test_progress_reports_every_stage_in_order(small_run):
     _, calls = small_run
     from hrjax.pipeline.boost import STAGES
@@ -53,6 +56,7 @@ def test_progress_reports_every_stage_in_order(small_run):
     assert all(c[2] == SMALL_PATCHES for c in calls if c[0] in STAGES)
 
 
+@SMALL_RUN_GROUP
 def test_second_run_compiles_nothing(native, small_scene, small_run):
     """A second run of the same image and options hits the jit caches of every stage."""
     import jax
@@ -71,6 +75,7 @@ def test_second_run_compiles_nothing(native, small_scene, small_run):
     np.testing.assert_array_equal(again.depth, small_run[0].depth)
 
 
+@SMALL_RUN_GROUP
 def test_batching_does_not_change_the_result(native, small_scene, small_run):
     one = small_run[0]
     many = boost(native, small_scene, replace(SMALL, max_batch=SMALL_PATCHES))
@@ -78,6 +83,7 @@ def test_batching_does_not_change_the_result(native, small_scene, small_run):
     assert one.merge_calls == many.merge_calls == 1 + 2 * SMALL_PATCHES
 
 
+@SMALL_RUN_GROUP
 def test_sharding_does_not_change_the_result(native, small_scene, small_run):
     """Data parallel over 3 of the host CPU devices (weights replicated, every patch chunk split 1 per device)
     == one device."""
