@@ -125,13 +125,6 @@ def test_usage_errors_exit_2(tmp_path, images):
     assert r.exit_code == 2 and "not a folder" in r.output
 
 
-def test_fix_it_text_matches_the_weights_loader(tmp_path):
-    from hrjax.weights.load import fix_it_commands
-    for m in MODELS:
-        assert runner.fix_it_commands(m, tmp_path) == fix_it_commands(m, tmp_path)
-        assert runner.fix_it_commands(m, None) == fix_it_commands(m, None)
-
-
 def test_missing_weights_fail_fast_without_jax(tmp_path, images):
     """As a subprocess through the console script: non-zero exit, the fix-it commands, and neither jax nor flax
     imported on that path (what makes it fast; timed in no test, a loaded machine makes any bound flaky)."""
