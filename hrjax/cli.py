@@ -1,4 +1,5 @@
-"""The ``hrjax`` command line (Typer). Configuration objects are built here, at the edge, and nowhere else."""
+"""The ``hrjax`` command line (Typer; the ``hrjax`` console script is :func:`main`). Configuration objects
+are built here, at the edge, and nowhere else."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hrjax.console import print_table
+from hrjax.io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="High-resolution monocular depth in JAX (Boosting Monocular Depth, CVPR 2021).")
@@ -79,7 +81,7 @@ def weights_convert(
                                        "the official one (e.g. fine-tuned); hrjax.json records it"),
 ):
     """Convert an official PyTorch checkpoint into the hrjax weights store (sha256 and keys strictly checked)."""
-    from convert.checkpoint import convert_checkpoint
+    from hrjax.convert.checkpoint import convert_checkpoint
     from hrjax.weights.keys import CheckpointMismatch
 
     if model not in _model_names():
@@ -121,8 +123,9 @@ def weights_download(
     keep_source: bool = typer.Option(False, "--keep-source", help="Keep the downloaded PyTorch file"),
 ):
     """Download the official checkpoints (sha256-checked, mirror fall-backs) and convert them."""
-    from convert.checkpoint import TORCH_HINT, TorchMissing, torch_available
-    from hrjax.weights.download import DownloadError, PlainProgress, RichBar, download_and_convert
+    from hrjax.convert.checkpoint import TORCH_HINT, TorchMissing, torch_available
+    from hrjax.convert.install import download_and_convert
+    from hrjax.weights.download import DownloadError, PlainProgress, RichBar
     from hrjax.weights.keys import CheckpointMismatch
 
     wd = _weights_dir(weights_dir)
@@ -256,7 +259,7 @@ def boost_cmd(
                                    "options \\[default: skip them, so an interrupted run resumes]"),
     device: Optional[Platform] = typer.Option(None, "--device", case_sensitive=False, show_default=False,
                                               help="JAX platform: cpu, gpu or tpu \\[default: JAX's choice]"),
-    max_pixels: int = typer.Option(50_000_000, "--max-pixels", min=1, help="Larger images fail with a reason"),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Larger images fail with a reason"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only failures"),
     json_out: bool = typer.Option(False, "--json", help="One JSON record per image on stdout (input, key, "
                                   "status, R, K, n_patches, factor, input_shape, timings, outputs, error); "
@@ -357,7 +360,7 @@ def boost_cmd(
     jobs = runner.collect_inputs(inputs, recursive=recursive, output=output, notes=notes)
     if not jobs:
         raise usage(f"no images found in {', '.join(map(str, inputs))} (extensions: "
-                    f"{' '.join(runner.IMAGE_EXTENSIONS)}{'' if recursive else '; --recursive for sub-folders'})")
+                    f"{' '.join(IMAGE_EXTENSIONS)}{'' if recursive else '; --recursive for sub-folders'})")
     opts = runner.RunOptions(output=output, save=formats, save_whole=save_whole, save_patches=save_patches,
                              overwrite=overwrite, max_pixels=max_pixels, colormap=colormap.lower())
 

@@ -23,15 +23,14 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from hrjax.io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 SAVE_FORMATS = ("png16", "npy", "color", "png8", "pfm")
 # format -> file name suffix after the stem (png16 is the main result: its presence marks a finished image)
 SAVE_SUFFIX = {"png16": ".png", "npy": ".npy", "color": "_color.png", "png8": "_8bit.png", "pfm": ".pfm"}
 OUTPUT_EXTENSIONS = tuple(sorted({s[s.rindex("."):] for s in SAVE_SUFFIX.values()}))  # ".npy", ".pfm", ".png"
-REQUIRED_MODELS = ("midas_v21", "mergenet")  # base network + merge network
-BASE_MODELS = ("midas_v21",)
 WHOLE_DIR, PATCHES_DIR = "whole", "patches"
 # Per-image records of what produced the outputs (the resume rule), hidden so that folder scans and listings
 # of the outputs leave them out: <output>/.hrjax/<key>.json.
@@ -39,11 +38,6 @@ RECORDS_DIR, RECORD_FORMAT = ".hrjax", 1
 # Longest output name component (bytes): leaves room under the 255-byte name limit for "_color.png", ".json"
 # and the temporary names of atomic writes.
 MAX_KEY_BYTES = 200
-DEFAULT_MAX_PIXELS = 50_000_000
-
-# The official checkpoint file name of each model, as in hrjax.weights.catalog (which imports flax, so it is
-# mirrored here for the fast missing-weights path; tests/test_cli.py checks the two agree).
-_CHECKPOINT_FILE = {"midas_v21": "midas_v21-f6b98070.pt", "mergenet": "latest_net_G.pth"}
 
 
 class UsageError(Exception):
@@ -86,17 +80,9 @@ class RunOptions:
 # missing weights (no flax/jax import on this path)
 
 
-def fix_it_commands(model: str, weights_dir: Path | None = None) -> str:
-    """Same text as :func:`hrjax.weights.load.fix_it_commands`, without importing flax."""
-    wd = f" --weights-dir {weights_dir}" if weights_dir is not None else ""
-    file_name = _CHECKPOINT_FILE[model]
-    return (f"  hrjax weights download --model {model}{wd}\n"
-            f"or, with a manually downloaded {file_name}:\n"
-            f"  hrjax weights convert --model {model} --source PATH/TO/{file_name}{wd}")
-
-
 def missing_weights_message(weights_dir: Path, explicit_dir: Path | None, models: Iterable[str]) -> str | None:
     """None when every model in ``models`` is installed in ``weights_dir``, else the error with fix-it commands."""
+    from hrjax.weights.catalog import fix_it_commands
     from hrjax.weights.store import list_installed
 
     installed = {i.model for i in list_installed(weights_dir)}
@@ -625,12 +611,9 @@ def select_device(platform: str | None):
 
     if platform is None:
         return None
-    try:
-        from jax._src import xla_bridge
-        if not xla_bridge.backends_are_initialized():
-            jax.config.update("jax_platforms", platform)
-    except ImportError:  # pragma: no cover - private API moved
-        pass
+    # JAX reads jax_platforms when it initialises its backends: set before that, only ``platform`` is started
+    # (no probing of the others); set later, it changes nothing and the device lookup below decides.
+    jax.config.update("jax_platforms", platform)
     from hrjax.accelerators import device_unavailable  # names the extra that installs JAX's GPU/TPU build
     try:
         devices = jax.local_devices(backend=platform)  # this process's own (jax.devices() spans all processes)
@@ -664,10 +647,6 @@ def summarize(records: list[ImageRecord]) -> dict[str, int]:
     for r in records:
         c[r.status] += 1
     return c
-
-
-def exit_code(records: list[ImageRecord]) -> int:
-    return EXIT_FAILED if any(r.status == "failed" for r in records) else EXIT_OK
 
 
 def fmt_seconds(s: float) -> str:

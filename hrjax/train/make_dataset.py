@@ -30,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 
+from hrjax.io import IMAGE_EXTENSIONS
 from hrjax.train.matlab_resize import imresize
 
 PRESETS: dict[str, tuple[tuple[int, int], ...]] = {
@@ -37,7 +38,6 @@ PRESETS: dict[str, tuple[tuple[int, int], ...]] = {
     "middlebury": ((900, 100), (700, 150), (500, 250)),
     "ibims1": ((240, 70), (180, 80), (140, 50)),
 }
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 SUBFOLDERS = ("rgb", "outer", "gtfake", "inner")
 
 Progress = Callable[[str, int, int], None]
@@ -170,7 +170,7 @@ def _estimates(models, images: np.ndarray, msize: int, cfg: DatasetConfig) -> li
 
 def make_merge_dataset(images_dir: Path, out: Path, graphdef, state, cfg: DatasetConfig = DatasetConfig(), *,
                        gt_dir: Path | None = None, progress: Progress | None = None) -> dict[str, int]:
-    """Build the dataset from every .png/.jpg/.jpeg in ``images_dir`` with the base network (graphdef, state).
+    """Build the dataset from every image in ``images_dir`` (:data:`hrjax.io.IMAGE_EXTENSIONS`) with the base network (graphdef, state).
 
     Returns the number of crops written per subset.
     """
@@ -182,7 +182,7 @@ def make_merge_dataset(images_dir: Path, out: Path, graphdef, state, cfg: Datase
     out = Path(out)
     files = sorted(p for p in Path(images_dir).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise FileNotFoundError(f"no .png/.jpg/.jpeg images in {images_dir}")
+        raise FileNotFoundError(f"no images ({' '.join(IMAGE_EXTENSIONS)}) in {images_dir}")
     models = _base_models(graphdef, state)
     n_test = min(cfg.test_last, len(files))
     counts = {"train": 0, "test": 0}
