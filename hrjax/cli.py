@@ -285,13 +285,19 @@ def boost_cmd(
     process_id: Optional[int] = typer.Option(None, "--process-id", min=0, show_default=False,
                                              help="With --coordinator: this process's index"),
 ):
-    """Boost a folder run; the work lives in hrjax.runner, this function only checks and wires the options."""
+    """Boost a folder run; the work lives in hrjax.run, this function only checks and wires the options."""
     import math
     import time
 
     from rich.markup import escape
 
-    from hrjax import runner
+    from hrjax.run.folder import run, summarize
+    from hrjax.run.inputs import collect_inputs
+    from hrjax.run.outputs import RunOptions, parse_save
+    from hrjax.run.report import Reporter, fmt_seconds
+    from hrjax.run.setup import missing_weights_message
+    from hrjax.run.exits import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
+                                 UsageError)
 
     t0 = time.perf_counter()
 
@@ -303,7 +309,7 @@ def boost_cmd(
         msg = msg.removeprefix(prefix)
         err.print(f"[red]error:[/] {escape(prefix + msg)}", highlight=False, soft_wrap=True)
         dist.report_failure(info, msg)  # the other processes of a --distributed run stop too
-        return typer.Exit(runner.EXIT_USAGE)
+        return typer.Exit(EXIT_USAGE)
 
     mode, output_resolution, model = mode.value, output_resolution.value, model.value
     device = device.value if device is not None else None
@@ -319,8 +325,8 @@ def boost_cmd(
     if process_id is not None and process_id >= num_processes:
         raise usage(f"--process-id {process_id} must be below --num-processes {num_processes}")
     try:
-        formats = runner.parse_save(save)
-    except runner.UsageError as e:
+        formats = parse_save(save)
+    except UsageError as e:
         raise usage(str(e))
     from hrjax.io import COLORMAPS
     if colormap.lower() not in COLORMAPS:
@@ -350,19 +356,19 @@ def boost_cmd(
         raise usage(f"no such file or folder: {', '.join(absent)}")
 
     wd = _weights_dir(weights_dir)
-    missing = runner.missing_weights_message(wd, weights_dir, (model,) if merge_weights else (model, "mergenet"))
+    missing = missing_weights_message(wd, weights_dir, (model,) if merge_weights else (model, "mergenet"))
     if not missing and merge_weights is not None:
-        missing = runner.missing_weights_message(merge_weights, merge_weights, ("mergenet",))
+        missing = missing_weights_message(merge_weights, merge_weights, ("mergenet",))
     if missing:
         raise usage(missing)
 
     notes: list[str] = []  # renamed outputs, earlier outputs left out of the inputs
-    jobs = runner.collect_inputs(inputs, recursive=recursive, output=output, notes=notes)
+    jobs = collect_inputs(inputs, recursive=recursive, output=output, notes=notes)
     if not jobs:
         raise usage(f"no images found in {', '.join(map(str, inputs))} (extensions: "
                     f"{' '.join(IMAGE_EXTENSIONS)}{'' if recursive else '; --recursive for sub-folders'})")
-    opts = runner.RunOptions(output=output, save=formats, save_whole=save_whole, save_patches=save_patches,
-                             overwrite=overwrite, max_pixels=max_pixels, colormap=colormap.lower())
+    opts = RunOptions(output=output, save=formats, save_whole=save_whole, save_patches=save_patches,
+                      overwrite=overwrite, max_pixels=max_pixels, colormap=colormap.lower())
 
     def emit(rec):
         if json_out:
@@ -376,32 +382,32 @@ def boost_cmd(
             raise usage(f"{where}{e}")
         except dist.PeerFailed as e:
             err.print(f"[red]error:[/] {where}{escape(str(e))}; stopping", highlight=False, soft_wrap=True)
-            raise typer.Exit(runner.EXIT_FAILED)
+            raise typer.Exit(EXIT_FAILED)
         jobs = dist.shard(jobs, info)
         dist.start_watcher(info)  # from now on a failure elsewhere interrupts this process's work
-    reporter = runner.Reporter(err, total=len(jobs), quiet=quiet)
+    reporter = Reporter(err, total=len(jobs), quiet=quiet)
     try:
         with reporter:
             reporter.message(f"{where}{len(jobs)} image(s) -> {output} (mode {mode}, weights {wd})")
             for note in notes:
                 reporter.message(f"{where}note: {note}")
-            records = runner.run(jobs, opts, config, weights_dir=wd, model=model, merge_weights_dir=merge_weights,
-                                 platform=device, precision=precision.value, local_devices=local_devices,
-                                 cache_dir=False if no_cache else cache_dir, reporter=reporter, emit=emit)
-    except runner.UsageError as e:
+            records = run(jobs, opts, config, weights_dir=wd, model=model, merge_weights_dir=merge_weights,
+                          platform=device, precision=precision.value, local_devices=local_devices,
+                          cache_dir=False if no_cache else cache_dir, reporter=reporter, emit=emit)
+    except UsageError as e:
         raise usage(where + str(e))
     except dist.PeerFailed as e:
         err.print(f"[red]error:[/] {where}{escape(str(e))}; stopping (finished images are kept, run again to "
                   f"resume)", highlight=False, soft_wrap=True)
-        raise typer.Exit(runner.EXIT_FAILED)
+        raise typer.Exit(EXIT_FAILED)
     except KeyboardInterrupt:
         dist.report_failure(info, "interrupted")
         err.print("[yellow]interrupted[/]; finished images are kept, run again to resume")
-        raise typer.Exit(runner.EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_INTERRUPTED)
     except BaseException as e:
         dist.report_failure(info, f"{type(e).__name__}: {e}")
         raise
-    c = runner.summarize(records)
+    c = summarize(records)
     if info.count > 1:
         # Every process learns every process's counts, so all of them exit with the same code.
         dist.stop_watcher()  # from here a failure is seen by the exchange itself
@@ -409,7 +415,7 @@ def boost_cmd(
             counts = dist.gather_json(c, info)
         except dist.PeerFailed as e:
             err.print(f"[red]error:[/] {where}{escape(str(e))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(runner.EXIT_FAILED)
+            raise typer.Exit(EXIT_FAILED)
         c = {k: sum(p[k] for p in counts) for k in c}
         n_total = sum(sum(p.values()) for p in counts)
     else:
@@ -418,8 +424,8 @@ def boost_cmd(
         colour = "red" if c["failed"] else "green"
         err.print(f"[{colour}]{n_total} image(s): {c['done']} done, {c['skipped']} skipped, "
                   f"{c['failed']} failed[/]{' over ' + str(info.count) + ' processes' if info.count > 1 else ''} "
-                  f"in {runner.fmt_seconds(time.perf_counter() - t0)}", highlight=False)
-    raise typer.Exit(runner.EXIT_FAILED if c["failed"] else runner.EXIT_OK)
+                  f"in {fmt_seconds(time.perf_counter() - t0)}", highlight=False)
+    raise typer.Exit(EXIT_FAILED if c["failed"] else EXIT_OK)
 
 
 def _register_subcommands() -> None:
