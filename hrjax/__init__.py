@@ -16,7 +16,7 @@ _LAZY = {
     "boost": ("hrjax.pipeline.boost", "boost"),
     "BoostResult": ("hrjax.pipeline.boost", "BoostResult"),
     "BoostConfig": ("hrjax.pipeline.config", "BoostConfig"),
-    "load_models": ("hrjax.pipeline.models", "load_models"),
+    "load_models": ("hrjax.pipeline.networks", "load_models"),
 }
 
 

@@ -171,7 +171,7 @@ def info(weights_dir: Optional[Path] = WeightsDir):
     for line in summary({d.platform for d in jax.devices()}):
         out.print(line, markup=False, highlight=False)
     from hrjax.models.layers import resolve_grouped_impl
-    from hrjax.pipeline.device import auto_max_batch
+    from hrjax.pipeline.batching import auto_max_batch
     local = jax.local_devices()
     out.print(f"defaults here: --max-batch 0 -> {auto_max_batch(local[:1])} per device, grouped convolutions "
               f"'{resolve_grouped_impl('auto')}', patch batches over "

@@ -154,7 +154,7 @@ def test_top_level_api_is_lazy():
     code = ("import sys, hrjax; assert 'jax' not in sys.modules; c = hrjax.BoostConfig(mode='r0'); "
             "assert 'jax' not in sys.modules; import hrjax.pipeline.boost as b; "
             "assert hrjax.boost is b.boost and hrjax.BoostResult is b.BoostResult; "
-            "from hrjax.pipeline.models import load_models; assert hrjax.load_models is load_models; print('ok')")
+            "from hrjax.pipeline.networks import load_models; assert hrjax.load_models is load_models; print('ok')")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
 

@@ -42,7 +42,7 @@ def _fake_store(wd: Path, midas_sha: str = "a" * 64) -> Path:
 def fake_pipeline(monkeypatch, tmp_path):
     """Replace model loading and boosting; returns the list of (image name stem, config) boosted."""
     import hrjax.pipeline.boost as boost_mod
-    import hrjax.pipeline.models as models_mod
+    import hrjax.pipeline.networks as models_mod
 
     calls = []
     nan_for = set()

@@ -1,60 +1,27 @@
-"""Batched, jitted device work of the pipeline: crop+resize operators, network passes, merges, alignment.
+"""The jitted device kernels of the pipeline: resizes as einsums, network passes, merges, alignment.
 
-Every OpenCV-exact resize is a pair of dense interpolation matrices built on the host (``resize_matrix``); a
-crop followed by a resize is the same pair with zeros outside the crop (``hrjax.ops.crop``), and a resize to a size that differs
-per patch is written into a fixed canvas with zero rows beyond the patch. So the N patches of an image become
-fixed-shape stacks of operators and each stage is one batched einsum or network call (SPEC 11). The
-network functions are jitted separately from the cheap resize einsums, so a new image size recompiles only
-the einsums (milliseconds), never MiDaS or the merge net, which compile once per bucket shape.
+Every OpenCV-exact resize is a pair of dense interpolation matrices built on the host
+(:mod:`hrjax.pipeline.canvas`, :mod:`hrjax.ops.crop`), so the N patches of an image become fixed-shape stacks
+of operators and each stage here is one batched einsum or network call (SPEC 11). The network functions are
+jitted separately from the cheap resize einsums, so a new image size recompiles only the einsums
+(milliseconds), never MiDaS or the merge net, which compile once per bucket shape. No host code here:
+chunking and sharding are :mod:`hrjax.pipeline.batching`'s.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from hrjax.models import mergenet
-from hrjax.models.midas_v21 import check_input
-from hrjax.ops.resize import Variant, cv2_variant, resize_matrix
 from hrjax.pipeline.midas_input import IMAGENET_MEAN, IMAGENET_STD
 
 HIGHEST = jax.lax.Precision.HIGHEST
-MERGE_SIZE = mergenet.MERGE_SIZE
 FLOAT64_EPS = 2.22e-16  # the reference's "max - min > eps" guards (SPEC 1.4, 3.2)
-
-
-# --- host: operator matrices ------------------------------------------------------------------------------
-
-# Which of cv2's two CUBIC code paths the reference's call took (see hrjax.ops.resize): float64 images always
-# run OpenCV's generic code (float32 positions/weights), float32 maps of both sides >= 4 run IPP (double).
-def variant(dtype, src_hw: tuple[int, int], channels: int = 1) -> Variant:
-    return cv2_variant("cubic", dtype, src_hw, channels)
-
-
-def resize_into_canvas(n_in: int, n_out: int, canvas: int, var: Variant) -> np.ndarray:
-    """(canvas, n_in): CUBIC resize n_in -> n_out written to the first n_out rows; the rest is zero."""
-    m = np.zeros((canvas, n_in), np.float32)
-    m[:n_out] = resize_matrix(n_in, n_out, "cubic", var)
-    return m
-
-
-def resize_from_canvas(n_in: int, n_out: int, canvas: int, var: Variant) -> np.ndarray:
-    """(n_out, canvas): CUBIC resize of the first n_in entries of a canvas to n_out; the rest is ignored."""
-    m = np.zeros((n_out, canvas), np.float32)
-    m[:, :n_in] = resize_matrix(n_in, n_out, "cubic", var)
-    return m
-
-
-def canvas_size(n: int, quantum: int = 64) -> int:
-    """Round a per-patch size up so nearby sizes share one compiled shape."""
-    return -(-n // quantum) * quantum
 
 
 # --- device: small jitted kernels --------------------------------------------------------------------------
@@ -82,12 +49,25 @@ def _masked_minmax_normalize(x: jax.Array, valid: jax.Array) -> jax.Array:
 
 
 @jax.jit
+def resize_images(ay: jax.Array, ax: jax.Array, images: jax.Array) -> jax.Array:
+    """(A, H) @ (N, H, W, C) @ (B, W)^T per channel -> (N, A, B, C): one resize for many images of one size."""
+    t = jnp.einsum("ah,nhwc->nawc", ay, images, precision=HIGHEST)
+    return jnp.einsum("nawc,bw->nabc", t, ax, precision=HIGHEST)
+
+
+@jax.jit
+def estimate_to_crop_size(by, y, bx, valid):
+    """SPEC 3.2 steps 4-5: network output -> crop size (CUBIC, on a canvas) -> min-max over the valid region."""
+    return _masked_minmax_normalize(resize_maps(by, y, bx), valid)
+
+
+@jax.jit
 def estimate_to_crop_and_merge_size(by, y, bx, valid, cy, cx):
     """SPEC 3.2 steps 4-5 then 3.1 step 1: network output -> crop size (CUBIC) -> min-max -> 1024^2 (CUBIC).
 
     Returns (the min-maxed map on its canvas, the 1024^2 map).
     """
-    at_crop = _masked_minmax_normalize(resize_maps(by, y, bx), valid)
+    at_crop = estimate_to_crop_size(by, y, bx, valid)
     return at_crop, resize_maps(cy, at_crop, cx)
 
 
@@ -164,94 +144,3 @@ def aligned_to_canvas(fy, m, fx, alpha, beta):
     """SPEC 5.4 steps 6-7: P = alpha*m + beta, CUBIC-resized from 1024^2 to the patch size (on a canvas)."""
     p = alpha[:, None, None] * m + beta[:, None, None]
     return resize_maps(fy, p, fx)
-
-
-# --- batching -----------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, eq=False)
-class Batcher:
-    """Runs a jitted function over the leading axis of its arguments in bounded, fixed-shape chunks.
-
-    Chunks hold at most ``max_batch`` items; a short tail chunk is padded (repeating its first item) up to a
-    power of two, so a stage compiles at most log2(max_batch) + 1 batch shapes. With a ``mesh`` (1-D, axis
-    ``"batch"``) every chunk is sharded over the mesh's devices and the shared arguments (weights, the image)
-    are replicated: data parallelism over local devices with the same results as one device.
-    """
-
-    max_batch: int = 4
-    mesh: Mesh | None = None
-
-    @property
-    def n_devices(self) -> int:
-        return 1 if self.mesh is None else int(self.mesh.devices.size)
-
-    def chunk_size(self, k: int) -> int:
-        p = 1
-        while p < k:
-            p *= 2
-        p = min(p, max(self.max_batch, k))
-        return -(-p // self.n_devices) * self.n_devices  # a multiple of the device count
-
-    def _put(self, x, spec):
-        if self.mesh is None or isinstance(x, nnx.GraphDef):
-            return x
-        return jax.device_put(x, NamedSharding(self.mesh, spec))
-
-    def run(self, fn, arrays: tuple, *, shared: tuple = ()) -> list:
-        """``fn(*shared, *chunk)`` over chunks of ``arrays``; returns each output concatenated over all items.
-
-        A chunk may be the caller's array itself (a slice of all of it is the array), so when ``fn`` donates an
-        argument, the caller gives that array up."""
-        shared = tuple(self._put(a, P()) for a in shared)
-        n = int(arrays[0].shape[0])
-        outs, start = [], 0
-        while start < n:
-            k = min(n - start, self.max_batch)
-            p = self.chunk_size(k)
-            chunk = []
-            for a in arrays:
-                c = jnp.asarray(a[start:start + k])
-                if p > k:
-                    c = jnp.concatenate([c, jnp.repeat(c[:1], p - k, axis=0)])
-                chunk.append(self._put(c, P("batch")))
-            res = fn(*shared, *chunk)
-            res = res if isinstance(res, tuple) else (res,)
-            outs.append([r[:k] for r in res])
-            start += k
-        return [jnp.concatenate([o[i] for o in outs]) if len(outs) > 1 else outs[0][i] for i in range(len(outs[0]))]
-
-
-# Device memory one more item of the largest batched stage needs: a 768^2 patch through MiDaS in float32 takes
-# 0.35 GiB of XLA temp memory per item (memory analysis of batch 1, 2, 4: 0.35 / 0.70 / 1.41 GiB); the merge net
-# at 1024^2 needs ~0.25 GiB per item. Rounded up for the other buffers of a stage.
-BYTES_PER_ITEM = 0.4 * 2 ** 30
-WEIGHTS_RESERVE = 2 ** 30  # both networks' weights (0.4 + 0.2 GiB) plus the image-level buffers
-# On CPU cores batching costs time: MiDaS 768^2 takes 5.4 s per item at batch 1, 5.7 at batch 2 and 6.8 at
-# batch 4 on the 2-core development machine (cache pressure), and every batch size is another compilation.
-CPU_MAX_BATCH = 1
-MAX_AUTO_BATCH = 32
-
-
-def auto_max_batch(devices, bytes_per_item: float = BYTES_PER_ITEM) -> int:
-    """A power-of-two batch per device (times the device count) whose activations fit in half of each device's
-    memory after the weights. Uses the memory limit, not the momentary use, so every call of a run gets the
-    same answer (no recompilation). Devices that do not report a limit (CPU) get ``CPU_MAX_BATCH``."""
-    per_device = []
-    for d in devices:
-        stats = d.memory_stats() if d.platform != "cpu" else None
-        if not stats or "bytes_limit" not in stats:
-            return CPU_MAX_BATCH * len(devices)
-        per_device.append(max(1, int(0.5 * (stats["bytes_limit"] - WEIGHTS_RESERVE) // bytes_per_item)))
-    n = min(min(per_device), MAX_AUTO_BATCH)
-    return (1 << (n.bit_length() - 1)) * len(devices)
-
-
-def data_mesh(devices=None) -> Mesh:
-    """A 1-D mesh (axis ``"batch"``) over ``devices`` (default: all local devices)."""
-    devices = jax.local_devices() if devices is None else list(devices)
-    return Mesh(np.asarray(devices), ("batch",))
-
-
-def midas_batched(graphdef, state, rgb: jax.Array, batcher: Batcher) -> jax.Array:
-    check_input(rgb)
-    return batcher.run(midas_on_rgb, (rgb,), shared=(graphdef, state))[0]

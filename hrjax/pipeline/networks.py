@@ -10,7 +10,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hrjax.models.layers import configure
-from hrjax.pipeline.device import Batcher, auto_max_batch
+from hrjax.pipeline.batching import Batcher, auto_max_batch
 from hrjax.weights.load import load_model
 
 
@@ -60,7 +60,7 @@ def load_models(weights_dir: Path | None = None, *, base_model: str = "midas_v21
 
     ``merge_weights_dir``: take the merge network from another store (e.g. one exported by
     ``hrjax train-merge``); default: the same ``weights_dir``. With ``mesh`` (e.g.
-    ``hrjax.pipeline.device.data_mesh()``) batched work is sharded over its devices. ``precision`` and
+    ``hrjax.pipeline.batching.data_mesh()``) batched work is sharded over its devices. ``precision`` and
     ``grouped_impl``: see :meth:`Models.configured` (the defaults reproduce the reference).
     """
     mg, ms = load_model(base_model, weights_dir)

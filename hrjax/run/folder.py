@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
@@ -49,54 +49,10 @@ def summarize(records: list[ImageRecord]) -> dict[str, int]:
     return c
 
 
-def _resize_cubic(depth: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    import cv2
-    if depth.shape == tuple(hw):
-        return depth
-    return cv2.resize(np.asarray(depth, np.float32), (hw[1], hw[0]), interpolation=cv2.INTER_CUBIC)
-
-
-def whole_estimate(result) -> np.ndarray:
-    """The whole-image double estimate W with the result's resize rule (SPEC 1.3 steps 4-5)."""
-    if not result.plan.boost:
-        return result.depth  # r0/r20 (or max_res < R): the result is W itself
-    w = np.asarray(result.intermediates["whole_double"], np.float32)
-    if result.config.output_resolution == "native":
-        return w
-    return _resize_cubic(w, tuple(result.plan.input_shape[:2]))
-
-
-def patch_doubles(models, plan, config, chunk: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """Each patch's 1024^2 double estimate (SPEC 5.4 step 3) as ``(patch_id, map)``, in merge order.
-
-    ``boost`` keeps only the first patch's double estimate, so this recomputes them from the plan with the
-    pipeline's own stages (same crops, same batched calls); ``chunk`` patches at a time bound the memory.
-    """
-    import jax.numpy as jnp
-
-    from hrjax.pipeline import device
-    from hrjax.pipeline.boost import Crop, single_estimates
-
-    if not plan.boost or plan.n_patches == 0:
-        return
-    hs, ws = plan.mergein_shape
-    crops = [Crop(int(y), int(x), int(min(y + hh, hs) - y), int(min(x + ww, ws) - x))
-             for x, y, ww, hh in plan.rects_scaled]
-    img_out = jnp.asarray(plan.img_out, jnp.float32)
-    batcher = models.batcher(config.max_batch)
-    step = chunk or 4 * batcher.max_batch
-    for s in range(0, len(crops), step):
-        part = crops[s:s + step]
-        low = single_estimates(models, img_out, part, config.receptive_field, config, keep_at_crop=False)
-        high = single_estimates(models, img_out, part, config.patch_netsize, config, keep_at_crop=False)
-        pe = batcher.run(device.double_from_estimates, (low.at_merge, high.at_merge),
-                         shared=(models.merge_graphdef, models.merge_state))[0]
-        pe = np.asarray(pe, np.float32)
-        for j in range(len(part)):
-            yield int(plan.patch_ids[s + j]), pe[j]
-
-
 Progress = Callable[[str, int, int], None]
+# How often free heap pages go back to the OS during a run (hrjax.host_memory); every 0.5 s cost no measurable
+# time either (the machine's noise is ~10 %).
+RELEASE_INTERVAL_S = 2.0
 
 
 def process_image(models, job: Job, config, opts: RunOptions, progress: Progress | None = None,
@@ -117,7 +73,9 @@ def process_image(models, job: Job, config, opts: RunOptions, progress: Progress
         img = io.read_image(job.source, max_pixels=opts.max_pixels)
         rec.input_shape = [int(img.shape[0]), int(img.shape[1])]
         rec.timings["read"] = time.perf_counter() - t0
-        result = boost(models, img, config, keep_intermediates=opts.save_whole, progress=progress, on_plan=on_plan)
+        patch_maps: list[tuple[int, np.ndarray]] = []  # each patch's double estimate, kept for --save-patches
+        result = boost(models, img, config, keep_intermediates=opts.save_whole, progress=progress, on_plan=on_plan,
+                       on_patch=(lambda pid, m: patch_maps.append((pid, m))) if opts.save_patches else None)
         p = result.plan
         rec.R, rec.K, rec.n_patches = int(p.R), float(p.K), int(p.n_patches)
         rec.factor = float(p.factor) if p.factor is not None else None
@@ -125,7 +83,7 @@ def process_image(models, job: Job, config, opts: RunOptions, progress: Progress
         paths = output_paths(opts, job)
         # checked before anything is written: a NaN map would be quantised to an all-black "done" image
         io.check_finite(result.depth, "depth map")
-        whole = whole_estimate(result) if "whole" in paths else None
+        whole = result.whole if "whole" in paths else None
         if whole is not None:
             io.check_finite(whole, "whole-image estimate")
         planned = list(paths.values()) + ([patches_index_path(opts, job)] if opts.save_patches else [])
@@ -145,7 +103,7 @@ def process_image(models, job: Job, config, opts: RunOptions, progress: Progress
                 if progress:
                     progress("saving patches", 0, p.n_patches)
                 files = []
-                for i, (pid, m) in enumerate(patch_doubles(models, p, config)):
+                for i, (pid, m) in enumerate(patch_maps):
                     path = patch_path(opts, job, pid)
                     io.write_png16(path, m)  # raises on a non-finite patch map
                     written.append(path)
@@ -225,7 +183,7 @@ def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: 
         if cache_dir is not False:
             from hrjax import compile_cache
             compile_cache.enable(cache_dir if cache_dir is not None else None)
-        from hrjax.pipeline.models import load_models
+        from hrjax.pipeline.networks import load_models
         from hrjax.weights.store import WeightsError
         mesh = mesh_for(platform, local_devices)
         try:
@@ -237,10 +195,16 @@ def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: 
             reporter.message(f"patch batches sharded over {mesh.devices.size} devices")
 
     import contextlib
-    ctx = contextlib.nullcontext()
+
+    from hrjax.host_memory import FreeMemoryReleaser
+
+    ctx = contextlib.ExitStack()
     if dev is not None:
         import jax
-        ctx = jax.default_device(dev)
+        ctx.enter_context(jax.default_device(dev))
+    # free heap pages go back to the OS while images are processed (XLA:CPU's buffer churn fragments glibc's
+    # heap, hrjax.host_memory): a policy of the application, so it is the run's, not the library call's
+    ctx.enter_context(FreeMemoryReleaser(RELEASE_INTERVAL_S))
     with ctx:
         for i, (job, todo) in enumerate(zip(jobs, pending)):
             reporter.start(i, job)

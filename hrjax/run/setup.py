@@ -48,7 +48,7 @@ def mesh_for(platform: str | None, local_devices: int = 0):
     of the same cores, so sharding over them gains nothing unless asked for explicitly."""
     import jax
 
-    from hrjax.pipeline.device import data_mesh
+    from hrjax.pipeline.batching import data_mesh
 
     devices = jax.local_devices(backend=platform)
     if local_devices == 0 and devices[0].platform == "cpu":
