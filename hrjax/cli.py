@@ -15,6 +15,8 @@ from rich.table import Table
 
 from hrjax.console import print_table
 from hrjax.io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from hrjax.models.precision import PRECISIONS
+from hrjax.pipeline.config import MODES, OUTPUT_RESOLUTIONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="High-resolution monocular depth in JAX (Boosting Monocular Depth, CVPR 2021).")
@@ -182,31 +184,16 @@ def info(weights_dir: Optional[Path] = WeightsDir):
     out.print(f"compilation cache: {cache_dir()}", markup=False)
 
 
-class Mode(str, Enum):
-    final = "final"
-    r20 = "r20"
-    r0 = "r0"
+def _choices(name: str, values) -> type[Enum]:
+    """A Typer choice type whose values are the library's own tuple (one definition of each option's values)."""
+    return Enum(name, {v: v for v in values}, type=str)
 
 
-class OutputResolution(str, Enum):
-    input = "input"
-    native = "native"
-
-
-class BaseModel(str, Enum):
-    midas_v21 = "midas_v21"
-
-
-class Platform(str, Enum):
-    cpu = "cpu"
-    gpu = "gpu"
-    tpu = "tpu"
-
-
-class Precision(str, Enum):
-    float32 = "float32"
-    tf32 = "tf32"
-    bfloat16 = "bfloat16"
+Mode = _choices("Mode", MODES)
+OutputResolution = _choices("OutputResolution", OUTPUT_RESOLUTIONS)
+BaseModel = _choices("BaseModel", ("midas_v21",))
+Platform = _choices("Platform", ("cpu", "gpu", "tpu"))
+Precision = _choices("Precision", PRECISIONS)
 
 
 BOOST_HELP = ("Estimate high-resolution depth for images and folders of images (Boosting Monocular Depth).\n\n"

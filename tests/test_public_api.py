@@ -25,3 +25,4 @@ def test_public_functions_document_their_arguments_and_results():
     for name in ("boost", "load_models", "image_estimates"):
         doc = inspect.getdoc(getattr(hrjax, name)) or ""
         assert "Args:" in doc and "Returns:" in doc, name
+
