@@ -47,7 +47,7 @@ def fake_pipeline(monkeypatch, tmp_path):
     calls = []
     nan_for = set()
 
-    def fake_boost(models, img, config, keep_intermediates=False, progress=None, on_plan=None):
+    def fake_boost(models, img, config, keep_intermediates=False, progress=None, on_plan=None, on_patch=None):
         calls.append(config)
         depth = img.mean(axis=-1).astype(np.float32) * (0.5 if config.mode == "r20" else 1.0)
         if nan_for and float(img.mean()) in nan_for:
