@@ -40,10 +40,11 @@ import jax.numpy as jnp  # noqa: E402
 
 from rss import RssSampler  # noqa: E402
 
-from hrjax.pipeline import device  # noqa: E402
+from hrjax.host_memory import FreeMemoryReleaser  # noqa: E402
+from hrjax.pipeline import kernels as device  # noqa: E402
 from hrjax.pipeline.boost import boost  # noqa: E402
 from hrjax.pipeline.config import BoostConfig  # noqa: E402
-from hrjax.pipeline.models import Models, load_models  # noqa: E402
+from hrjax.pipeline.networks import Models, load_models  # noqa: E402
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -226,7 +227,7 @@ def main():
                     "second run's cold figures are the warm-cache startup)")
     ap.add_argument("--mode", default="final")
     ap.add_argument("--max-res", type=float, default=float("inf"))
-    ap.add_argument("--max-batch", type=int, default=0, help="0 = automatic (hrjax.pipeline.device.auto_max_batch)")
+    ap.add_argument("--max-batch", type=int, default=0, help="0 = automatic (hrjax.pipeline.batching.auto_max_batch)")
     ap.add_argument("--weights-dir", type=Path)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--skip-layers", action="store_true")
@@ -267,10 +268,12 @@ def main():
         for name, img in inputs:
             c0, s0 = counter.count, counter.seconds
             with RssSampler() as rss_cold:
-                cold = boost(models, img, cfg, progress=rss_cold.progress)
+                with FreeMemoryReleaser(2.0):  # as the folder run does (hrjax.run.folder)
+                    cold = boost(models, img, cfg, progress=rss_cold.progress)
             c1, s1 = counter.count, counter.seconds
             with RssSampler() as rss_warm:
-                warm = cold if a.cold_only else boost(models, img, cfg, progress=rss_warm.progress)
+                with FreeMemoryReleaser(2.0):
+                    warm = cold if a.cold_only else boost(models, img, cfg, progress=rss_warm.progress)
             recompiles = counter.count - c1 if not a.cold_only else None
             fl = network_flops(models, warm.net_shapes, warm.merge_calls)
             total = warm.timings["total"]

@@ -46,7 +46,7 @@ def main():
     from hrjax.io import quantize_16bit, read_image
     from hrjax.pipeline.boost import boost
     from hrjax.pipeline.config import BoostConfig
-    from hrjax.pipeline.models import load_models
+    from hrjax.pipeline.networks import load_models
 
     rows = []
     print(f"backend {jax.default_backend()} {jax.devices()[0].device_kind}")

@@ -1,10 +1,8 @@
-"""PyTorch -> hrjax checkpoint converters.
+"""PyTorch -> hrjax checkpoint converters, as named at the checkout's top level: a re-export of
+:mod:`hrjax.convert` (where the code lives, so that the installed wheel holds the ``hrjax`` package only).
+Not installed."""
 
-Each official checkpoint is a plain PyTorch state_dict. The key table of every model is derived from its
-hrjax module tree (``hrjax.weights.keys.key_table``), whose attribute paths mirror the PyTorch ones, so
-conversion is: read tensors, check the table strictly, transpose layouts, store.
-"""
+from hrjax.convert import (UnknownCheckpoint, convert_checkpoint, download_and_convert, read_torch_state_dict,
+                           sha256_of)
 
-from convert.checkpoint import UnknownCheckpoint, convert_checkpoint, read_torch_state_dict, sha256_of
-
-__all__ = ["UnknownCheckpoint", "convert_checkpoint", "read_torch_state_dict", "sha256_of"]
+__all__ = ["UnknownCheckpoint", "convert_checkpoint", "download_and_convert", "read_torch_state_dict", "sha256_of"]

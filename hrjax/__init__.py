@@ -10,14 +10,21 @@ Top-level API (imported lazily, so ``import hrjax`` stays cheap and does not imp
 
 __version__ = "0.1.0"
 
-__all__ = ["boost", "BoostConfig", "BoostResult", "load_models", "__version__"]
-
+# The public API (tests/test_public_api.py fixes it): the method, its options and result, the networks, and the
+# model predictors underneath it.
 _LAZY = {
     "boost": ("hrjax.pipeline.boost", "boost"),
     "BoostResult": ("hrjax.pipeline.boost", "BoostResult"),
     "BoostConfig": ("hrjax.pipeline.config", "BoostConfig"),
-    "load_models": ("hrjax.pipeline.models", "load_models"),
+    "load_models": ("hrjax.pipeline.networks", "load_models"),
+    "Models": ("hrjax.pipeline.networks", "Models"),
+    "image_estimates": ("hrjax.pipeline.estimates", "image_estimates"),
+    "midas_v21_predictor": ("hrjax.models.midas_v21", "predictor"),
+    "merge": ("hrjax.models.mergenet", "merge"),
 }
+
+__all__ = ["BoostConfig", "BoostResult", "Models", "__version__", "boost", "image_estimates", "load_models",
+           "merge", "midas_v21_predictor"]
 
 
 def __getattr__(name: str):

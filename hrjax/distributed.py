@@ -14,7 +14,7 @@ service (no collectives, so nothing blocks in native code):
   failure is published. A process killed outright (SIGKILL, out of memory) publishes nothing: JAX's heartbeat
   (``heartbeat_timeout_s``) then ends the others.
 
-Within a process, patch batches are sharded over the local devices (``hrjax.pipeline.device.data_mesh``).
+Within a process, patch batches are sharded over the local devices (``hrjax.pipeline.batching.data_mesh``).
 
 On a TPU pod slice and under Slurm, ``jax.distributed.initialize()`` needs no arguments (JAX reads the
 cluster environment); elsewhere pass the coordinator address, process count and process id.

@@ -11,8 +11,9 @@ Even with two arenas the heap fragments: XLA:CPU allocates and frees its per-cal
 mmap threshold they come from the heap) in an order that leaves most of a grown heap free but not returned.
 Measured after 16 MiDaS patch passes of a 65-patch run: heap 3.3 GB of which 2.3 GB free, RSS 4.1 GB;
 ``malloc_trim(0)`` gave the free pages back (RSS 1.5 GB) in milliseconds. :func:`release_free_memory` does that;
-``hrjax.boost`` runs a :class:`FreeMemoryReleaser` thread that calls it every few seconds, so the resident set
-tracks the live data.
+the folder run (``hrjax boost``, :func:`hrjax.run.folder.run`) keeps a :class:`FreeMemoryReleaser` thread
+calling it every few seconds, so the resident set tracks the live data (a process policy: the library call
+``hrjax.boost`` starts no thread; user code that wants the same wraps its calls in one).
 """
 
 from __future__ import annotations

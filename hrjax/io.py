@@ -9,6 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+# The image files hrjax reads (OpenCV decodes them all), everywhere a folder is scanned: boost inputs, the
+# training and evaluation folders. Compared lower-case.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm")
+# ``hrjax boost --max-pixels``: larger inputs fail with a reason (read_image) instead of exhausting memory.
+DEFAULT_MAX_PIXELS = 50_000_000
+
 
 class NonFiniteDepthError(ValueError):
     """A depth map holds NaN or infinite values: writing it would give a black (or garbage) image."""

@@ -138,7 +138,7 @@ def weights_dir(tmp_path_factory, midas_checkpoint, mergenet_checkpoint) -> Path
 @pytest.fixture(scope="session")
 def models(weights_dir):
     """Both networks loaded once from ``weights_dir`` (hrjax.load_models), shared by the pipeline tests."""
-    from hrjax.pipeline.models import load_models
+    from hrjax.pipeline.networks import load_models
 
     return load_models(weights_dir)
 

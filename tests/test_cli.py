@@ -13,7 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 import cli
-from hrjax import runner
+from hrjax.run.exits import UsageError
+from hrjax.run.inputs import Job, collect_inputs
+from hrjax.run.outputs import RunOptions, output_paths, parse_save, patch_path, patches_index_path
+from hrjax.run.records import RECORDS_DIR, input_identity, is_complete, write_record
 from hrjax.io import quantize_16bit
 
 GOOD = {"good_a.png": (96, 128), "good_b.jpg": (120, 160)}
@@ -67,51 +70,51 @@ def test_collect_inputs_filters_sorts_and_makes_names_unique(tmp_path):
                 "sub/x.jpeg", "whole/w.png", ".git/z.png", "out/old.png"):
         (d / rel).parent.mkdir(parents=True, exist_ok=True)
         (d / rel).write_bytes(b"x")
-    flat = runner.collect_inputs([d], recursive=False, output=d / "out")
+    flat = collect_inputs([d], recursive=False, output=d / "out")
     assert [(j.source.name, j.key) for j in flat] == [
         ("a.JPG", "a_jpg"), ("a.png", "a_png"), ("b.webp", "b"), ("c.TIFF", "c"), ("d.Bmp", "d")]
-    deep = runner.collect_inputs([d], recursive=True, output=d / "out")
+    deep = collect_inputs([d], recursive=True, output=d / "out")
     assert [j.key for j in deep] == ["a_jpg", "a_png", "b", "c", "d", "sub/a", "sub/x", "whole_/w"]
     # same name from two inputs, the same file twice, a missing path (a failed job, not a crash)
     other = tmp_path / "other"
     other.mkdir()
     (other / "a.png").write_bytes(b"x")
-    jobs = runner.collect_inputs([d / "a.png", other / "a.png", d / "a.png", tmp_path / "nope.png"])
+    jobs = collect_inputs([d / "a.png", other / "a.png", d / "a.png", tmp_path / "nope.png"])
     assert [j.key for j in jobs] == ["a", "a_2", "nope"]
     assert jobs[2].error and jobs[0].error is None
-    assert runner.collect_inputs([d / "notes.txt"])[0].key == "notes"  # explicit files are always tried
+    assert collect_inputs([d / "notes.txt"])[0].key == "notes"  # explicit files are always tried
 
 
 def test_output_paths_and_resume_rule(tmp_path):
-    opts = runner.RunOptions(output=tmp_path, save=runner.parse_save(["png16,npy", "color"]), save_whole=True,
+    opts = RunOptions(output=tmp_path, save=parse_save(["png16,npy", "color"]), save_whole=True,
                              save_patches=True)
-    job = runner.Job(Path("x/y.png"), "sub/y")
-    paths = runner.output_paths(opts, job)
+    job = Job(Path("x/y.png"), "sub/y")
+    paths = output_paths(opts, job)
     assert {k: p.relative_to(tmp_path).as_posix() for k, p in paths.items()} == {
         "png16": "sub/y.png", "npy": "sub/y.npy", "color": "sub/y_color.png", "whole": "whole/sub/y.png"}
-    assert runner.patch_path(opts, job, 7).relative_to(tmp_path).as_posix() == "patches/sub/y_0007.png"
+    assert patch_path(opts, job, 7).relative_to(tmp_path).as_posix() == "patches/sub/y_0007.png"
     ident = {"mode": "r0"}
-    job = runner.Job(tmp_path / "y.png", "sub/y")
+    job = Job(tmp_path / "y.png", "sub/y")
     job.source.write_bytes(b"input")
     for p in paths.values():
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"x")
-    assert not runner.is_complete(opts, job, ident)  # files without a record are not done
-    idx = runner.patches_index_path(opts, job)
+    assert not is_complete(opts, job, ident)  # files without a record are not done
+    idx = patches_index_path(opts, job)
     idx.parent.mkdir(parents=True, exist_ok=True)
     idx.write_text(json.dumps({"files": ["y_0000.png"]}))
-    patch = runner.patch_path(opts, job, 0)
+    patch = patch_path(opts, job, 0)
     patch.write_bytes(b"x")
     outs = [*paths.values(), idx]
-    input_id = runner._input_identity(job.source)
-    runner.write_record(opts, job, ident, outs + [patch], status="writing", input_id=input_id)
-    assert not runner.is_complete(opts, job, ident)  # interrupted while writing
-    runner.write_record(opts, job, ident, outs + [patch], status="done", input_id=input_id)
-    assert runner.is_complete(opts, job, ident)
+    input_id = input_identity(job.source)
+    write_record(opts, job, ident, outs + [patch], status="writing", input_id=input_id)
+    assert not is_complete(opts, job, ident)  # interrupted while writing
+    write_record(opts, job, ident, outs + [patch], status="done", input_id=input_id)
+    assert is_complete(opts, job, ident)
     patch.unlink()
-    assert not runner.is_complete(opts, job, ident)  # a listed patch is missing
-    with pytest.raises(runner.UsageError):
-        runner.parse_save(["png16,tiff"])
+    assert not is_complete(opts, job, ident)  # a listed patch is missing
+    with pytest.raises(UsageError):
+        parse_save(["png16,tiff"])
 
 
 def test_usage_errors_exit_2(tmp_path, images):
@@ -123,13 +126,6 @@ def test_usage_errors_exit_2(tmp_path, images):
         assert r.exit_code == 2, (args, r.output)
     r = invoke(["boost", images, "--output", images / "good_a.png"])
     assert r.exit_code == 2 and "not a folder" in r.output
-
-
-def test_fix_it_text_matches_the_weights_loader(tmp_path):
-    from hrjax.weights.load import fix_it_commands
-    for m in MODELS:
-        assert runner.fix_it_commands(m, tmp_path) == fix_it_commands(m, tmp_path)
-        assert runner.fix_it_commands(m, None) == fix_it_commands(m, None)
 
 
 def test_missing_weights_fail_fast_without_jax(tmp_path, images):
@@ -158,7 +154,7 @@ def test_top_level_api_is_lazy():
     code = ("import sys, hrjax; assert 'jax' not in sys.modules; c = hrjax.BoostConfig(mode='r0'); "
             "assert 'jax' not in sys.modules; import hrjax.pipeline.boost as b; "
             "assert hrjax.boost is b.boost and hrjax.BoostResult is b.BoostResult; "
-            "from hrjax.pipeline.models import load_models; assert hrjax.load_models is load_models; print('ok')")
+            "from hrjax.pipeline.networks import load_models; assert hrjax.load_models is load_models; print('ok')")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
 
@@ -207,7 +203,7 @@ def test_folder_run_bad_inputs_resume_overwrite(tmp_path, images, weights_dir):
         assert sorted(Path(o).name for o in r["outputs"]) == sorted([f"{stem}.png", f"{stem}.npy",
                                                                       f"{stem}_color.png"])
     written = sorted(q.relative_to(out).as_posix() for q in out.rglob("*")
-                     if q.is_file() and not q.relative_to(out).as_posix().startswith(runner.RECORDS_DIR + "/"))
+                     if q.is_file() and not q.relative_to(out).as_posix().startswith(RECORDS_DIR + "/"))
     assert written == sorted(f"{Path(n).stem}{s}" for n in GOOD for s in (".png", ".npy", "_color.png"))
 
     # 2. again (in process): finished images are skipped, untouched; the bad ones fail again

@@ -121,15 +121,16 @@ def test_cluster_options_need_distributed(tmp_path, weights_dir):
 
 @pytest.mark.parametrize("n", [0, 2])
 def test_local_devices_mesh(n):
-    from hrjax import runner
+    from hrjax.run.exits import UsageError
+    from hrjax.run.setup import mesh_for
 
-    mesh = runner.mesh_for("cpu", n)   # conftest gives this process 8 CPU devices
+    mesh = mesh_for("cpu", n)   # conftest gives this process 8 CPU devices
     if n == 0:
         assert mesh is None            # CPU: one device unless asked
     else:
         assert mesh.devices.size == 2
-    with pytest.raises(runner.UsageError, match="only 8"):
-        runner.mesh_for("cpu", 9)
+    with pytest.raises(UsageError, match="only 8"):
+        mesh_for("cpu", 9)
 
 
 def _run_pair(args_for, timeout=600):

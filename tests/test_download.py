@@ -14,7 +14,8 @@ import time
 import pytest
 
 from hrjax.weights import catalog, store
-from hrjax.weights.download import DownloadError, PlainProgress, download_and_convert, fetch
+from hrjax.convert.install import download_and_convert
+from hrjax.weights.download import DownloadError, PlainProgress, fetch
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

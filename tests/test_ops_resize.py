@@ -19,17 +19,15 @@ from hypothesis import strategies as st
 from hrjax.ops.crop import (
     batched_crop_resize,
     batched_window_resize,
-    batched_paste,
     crop,
     crop_bounds,
     crop_resize_matrices,
     crop_resize_np,
-    paste_matrices,
     stack_crop_resize_matrices,
     stack_window_resize_matrices,
-    stack_paste_matrices,
 )
 from hrjax.ops.resize import cv2_variant, resize, resize_matrix, resize_np
+from reference_ops import batched_paste, paste_matrices, stack_paste_matrices
 
 CV = {"cubic": cv2.INTER_CUBIC, "linear": cv2.INTER_LINEAR}
 TOL32 = 2e-6

@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 
 import cli
 from hrjax import io as hio
-from hrjax import runner
+from hrjax.run.folder import process_image
+from hrjax.run.inputs import Job
+from hrjax.run.outputs import RunOptions, output_paths, parse_save
 from hrjax.eval.pfm import read_pfm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +54,8 @@ def test_colormap_choice(tmp_path):
 
 
 def test_output_names_of_the_new_formats(tmp_path):
-    opts = runner.RunOptions(output=tmp_path, save=runner.parse_save(["png16,png8,pfm,npy,color"]))
-    paths = runner.output_paths(opts, runner.Job(Path("x.jpg"), "sub/x"))
+    opts = RunOptions(output=tmp_path, save=parse_save(["png16,png8,pfm,npy,color"]))
+    paths = output_paths(opts, Job(Path("x.jpg"), "sub/x"))
     assert {k: p.relative_to(tmp_path).as_posix() for k, p in paths.items()} == {
         "png16": "sub/x.png", "png8": "sub/x_8bit.png", "pfm": "sub/x.pfm", "npy": "sub/x.npy",
         "color": "sub/x_color.png"}
@@ -80,9 +82,9 @@ def test_runner_writes_every_format(tmp_path, monkeypatch):
     monkeypatch.setattr(pb, "boost", lambda *a, **k: SimpleNamespace(depth=D, plan=plan, timings={}))
     img = tmp_path / "in.png"
     cv2.imwrite(str(img), np.zeros((6, 8, 3), np.uint8))
-    opts = runner.RunOptions(output=tmp_path / "out", save=runner.parse_save(["png16,png8,npy,pfm,color"]),
+    opts = RunOptions(output=tmp_path / "out", save=parse_save(["png16,png8,npy,pfm,color"]),
                              colormap="viridis")
-    rec = runner.process_image(None, runner.Job(img, "in"), None, opts)
+    rec = process_image(None, Job(img, "in"), None, opts)
     assert rec.status == "done", rec.error
     out = tmp_path / "out"
     np.testing.assert_array_equal(np.load(out / "in.npy"), D)  # the map itself, not rescaled

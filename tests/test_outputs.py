@@ -17,7 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 import cli
-from hrjax import io, runner
+from hrjax import io
+from hrjax.run.inputs import MAX_KEY_BYTES, collect_inputs
+from hrjax.run.records import RECORDS_DIR
 
 
 def _img(path: Path, seed: int, h: int = 48, w: int = 64) -> Path:
@@ -40,12 +42,12 @@ def _fake_store(wd: Path, midas_sha: str = "a" * 64) -> Path:
 def fake_pipeline(monkeypatch, tmp_path):
     """Replace model loading and boosting; returns the list of (image name stem, config) boosted."""
     import hrjax.pipeline.boost as boost_mod
-    import hrjax.pipeline.models as models_mod
+    import hrjax.pipeline.networks as models_mod
 
     calls = []
     nan_for = set()
 
-    def fake_boost(models, img, config, keep_intermediates=False, progress=None, on_plan=None):
+    def fake_boost(models, img, config, keep_intermediates=False, progress=None, on_plan=None, on_patch=None):
         calls.append(config)
         depth = img.mean(axis=-1).astype(np.float32) * (0.5 if config.mode == "r20" else 1.0)
         if nan_for and float(img.mean()) in nan_for:
@@ -86,7 +88,7 @@ def test_hostile_names_stay_inside_output(tmp_path, fake_pipeline):
     assert [x["status"] for x in recs] == ["done"] * len(names)
     keys = [x["key"] for x in recs]
     assert keys[:4] == ["_", "__", "été 日本語", "a\\b"]
-    assert len(set(keys)) == len(keys) and all(len(k.encode()) <= runner.MAX_KEY_BYTES for k in keys)
+    assert len(set(keys)) == len(keys) and all(len(k.encode()) <= MAX_KEY_BYTES for k in keys)
     new = {p for p in tmp_path.rglob("*")} - before
     assert all(p == out or out in p.parents or p == out.parent for p in new), sorted(new)
     for x in recs:
@@ -131,12 +133,12 @@ def test_collect_inputs_clash_rules(tmp_path):
         (d / rel).parent.mkdir(parents=True, exist_ok=True)
         (d / rel).write_bytes(b"x")
     notes: list[str] = []
-    jobs = runner.collect_inputs([d], recursive=True, output=tmp_path / "out", notes=notes)
+    jobs = collect_inputs([d], recursive=True, output=tmp_path / "out", notes=notes)
     # a sub-folder named like an output file gets an underscore: b.jpg's output b.png is a file
     assert [j.key for j in jobs] == ["a", "a_color_2", "b", "b.png_/c", "whole_/w"]
     assert jobs[1].note and "a_color_2" in jobs[1].note and any("a_color_2" in n for n in notes)
     # input order decides: a_color first keeps its name, a is renamed
-    jobs = runner.collect_inputs([d / "a_color.png", d / "a.png"])
+    jobs = collect_inputs([d / "a_color.png", d / "a.png"])
     assert [j.key for j in jobs] == ["a_color", "a_2"]
 
 
@@ -211,14 +213,14 @@ def test_resume_redoes_what_changed(tmp_path, fake_pipeline):
     with open(out / "a.npy", "r+b") as f:                 # a truncated one
         f.truncate(100)
     assert status() == "done"
-    (out / runner.RECORDS_DIR / "a.json").unlink()        # outputs without a record
+    (out / RECORDS_DIR / "a.json").unlink()        # outputs without a record
     assert status() == "done"
     _img(a, 7)                                            # the input changed
     assert status() == "done"
     os.utime(a, ns=(1, 1))                                # only its time changed: same content, kept
     assert status() == "skipped"
     assert status("--overwrite") == "done"
-    rec = json.loads((out / runner.RECORDS_DIR / "a.json").read_text())
+    rec = json.loads((out / RECORDS_DIR / "a.json").read_text())
     assert rec["status"] == "done" and rec["identity"]["mode"] == "r0"
     assert rec["identity"]["weights"]["midas_v21"]["source_sha256"] == "c" * 64
     assert set(rec["outputs"]) == {"a.png", "a.npy"} and all(v > 0 for v in rec["outputs"].values())
@@ -237,7 +239,7 @@ def test_failure_while_writing_leaves_no_partial_outputs(tmp_path, fake_pipeline
     r, recs = boost(fake_pipeline, a, "--output", out, "--save", "npy,png16")
     assert r.exit_code == 1 and recs[0]["status"] == "failed" and "No space left" in recs[0]["error"]
     assert [p.name for p in out.iterdir() if p.is_file()] == []  # the .npy written first was removed
-    assert json.loads((out / runner.RECORDS_DIR / "a.json").read_text())["status"] == "failed"
+    assert json.loads((out / RECORDS_DIR / "a.json").read_text())["status"] == "failed"
     monkeypatch.setattr(io, "write_png16", real)
     r, recs = boost(fake_pipeline, a, "--output", out, "--save", "npy,png16")
     assert recs[0]["status"] == "done"
@@ -258,7 +260,7 @@ def test_nan_depth_map_fails_cleanly(tmp_path, fake_pipeline):
     assert by["a.png"]["status"] == "failed" and "non-finite" in by["a.png"]["error"]
     assert "1 NaN/infinite values" in by["a.png"]["error"] and by["a.png"]["outputs"] == []
     assert by["b.png"]["status"] == "done"
-    assert not list(out.glob("a*")) and not (out / runner.RECORDS_DIR / "a.json").exists()
+    assert not list(out.glob("a*")) and not (out / RECORDS_DIR / "a.json").exists()
 
 
 def test_float_image_out_of_range_fails_cleanly(tmp_path, fake_pipeline):
@@ -279,7 +281,7 @@ def test_outputs_respect_the_umask(tmp_path, fake_pipeline, umask):
     finally:
         os.umask(old)
     assert r.exit_code == 0, r.output
-    files = [Path(o) for o in recs[0]["outputs"]] + [tmp_path / "out" / runner.RECORDS_DIR / "a.json"]
+    files = [Path(o) for o in recs[0]["outputs"]] + [tmp_path / "out" / RECORDS_DIR / "a.json"]
     for f in files:
         assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, (f, oct(f.stat().st_mode))
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hrjax.io import read_image
-from hrjax.pipeline import device
+from hrjax.pipeline import batching, kernels
 from hrjax.pipeline.boost import boost
 from hrjax.pipeline.config import BoostConfig
 
@@ -89,7 +89,7 @@ def test_sharding_does_not_change_the_result(native, small_scene, small_run):
     == one device."""
     import jax
     one = small_run[0]
-    mesh = device.data_mesh(jax.devices()[:SMALL_PATCHES])
+    mesh = batching.data_mesh(jax.devices()[:SMALL_PATCHES])
     sharded = boost(native.on_mesh(mesh), small_scene, replace(SMALL, max_batch=SMALL_PATCHES))
     np.testing.assert_array_equal(sharded.plan.rects_scaled, one.plan.rects_scaled)
     np.testing.assert_allclose(one.depth, sharded.depth, rtol=0, atol=2e-6)
@@ -114,7 +114,7 @@ def test_sharding_over_8_devices_does_not_change_the_result(models, small_scene)
     models = models.configured(grouped_impl="native")
     one = boost(models, small_scene, cfg)
     assert one.plan.n_patches >= 2
-    sharded = boost(models.on_mesh(device.data_mesh()), small_scene, cfg)
+    sharded = boost(models.on_mesh(batching.data_mesh()), small_scene, cfg)
     np.testing.assert_array_equal(sharded.plan.rects_scaled, one.plan.rects_scaled)
     np.testing.assert_allclose(one.depth, sharded.depth, rtol=0, atol=2e-6)
 
@@ -185,13 +185,13 @@ class _FakeDevice:
 
 def test_auto_max_batch_follows_device_memory():
     gib = 2 ** 30
-    assert device.auto_max_batch([_FakeDevice("cpu")]) == device.CPU_MAX_BATCH
-    assert device.auto_max_batch([_FakeDevice("gpu", None)] * 2) == 2 * device.CPU_MAX_BATCH
+    assert batching.auto_max_batch([_FakeDevice("cpu")]) == batching.CPU_MAX_BATCH
+    assert batching.auto_max_batch([_FakeDevice("gpu", None)] * 2) == 2 * batching.CPU_MAX_BATCH
     # (limit - 1 GiB reserve) / 2 / 0.4 GiB per item, rounded down to a power of two, per device
-    assert device.auto_max_batch([_FakeDevice("gpu", 16 * gib)]) == 16         # 18.75 -> 16
-    assert device.auto_max_batch([_FakeDevice("gpu", 80 * gib)] * 8) == 32 * 8  # 98.75 -> capped at 32
-    assert device.auto_max_batch([_FakeDevice("tpu", gib + gib // 2)]) == 1    # 0.6 -> never below 1
-    assert device.auto_max_batch([_FakeDevice("gpu", 16 * gib), _FakeDevice("gpu", 8 * gib)]) == 8 * 2
+    assert batching.auto_max_batch([_FakeDevice("gpu", 16 * gib)]) == 16         # 18.75 -> 16
+    assert batching.auto_max_batch([_FakeDevice("gpu", 80 * gib)] * 8) == 32 * 8  # 98.75 -> capped at 32
+    assert batching.auto_max_batch([_FakeDevice("tpu", gib + gib // 2)]) == 1    # 0.6 -> never below 1
+    assert batching.auto_max_batch([_FakeDevice("gpu", 16 * gib), _FakeDevice("gpu", 8 * gib)]) == 8 * 2
 
 
 @pytest.mark.parametrize("n", [1, 1024 * 1024])
@@ -204,7 +204,7 @@ def test_polyfit_reproduces_numpy_float32(n):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # RankWarning in the truncated regime
             want = np.polyfit(x, y, 1)
-        got = np.asarray(device.polyfit_line_like_numpy(x[None], y[None])).ravel()
+        got = np.asarray(kernels.polyfit_line_like_numpy(x[None], y[None])).ravel()
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
 
 
@@ -216,11 +216,11 @@ def test_batcher_pads_and_trims():
         return a * 2
 
     x = np.arange(11, dtype=np.float32)[:, None]
-    out = device.Batcher(4).run(fn, (x,))[0]
+    out = batching.Batcher(4).run(fn, (x,))[0]
     np.testing.assert_array_equal(np.asarray(out), x * 2)
     assert calls == [4, 4, 4]  # the tail of 3 is padded to 4: one compiled shape
     calls.clear()
-    out = device.Batcher(4, device.data_mesh()).run(fn, (x,))[0]  # 8 CPU devices in tests
+    out = batching.Batcher(4, batching.data_mesh()).run(fn, (x,))[0]  # 8 CPU devices in tests
     np.testing.assert_array_equal(np.asarray(out), x * 2)
     assert calls == [8, 8, 8] and len(out.sharding.device_set) == 8
 
@@ -231,7 +231,7 @@ def test_merge_stages_donate_their_base_input(models):
     import jax.numpy as jnp
 
     m = jax.ShapeDtypeStruct((2, 1024, 1024), jnp.float32)
-    for fn, donated in ((device.double_from_estimates, (True, False)), (device.merge_into_base, (True, False))):
+    for fn, donated in ((kernels.double_from_estimates, (True, False)), (kernels.merge_into_base, (True, False))):
         args = fn.lower(models.merge_graphdef, models.merge_state, m, m).args_info[0]  # (state, a, b): static
         assert tuple(a.donated for a in args[1:]) == donated, fn                      # graphdef left out
         assert not any(a.donated for a in jax.tree.leaves(args[0])), "weights must never be donated"

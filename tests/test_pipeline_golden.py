@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from hrjax.io import quantize_16bit, read_image
-from hrjax.pipeline import device
+from hrjax.pipeline import kernels
 from hrjax.pipeline.boost import boost
 from hrjax.pipeline.config import BoostConfig
 
@@ -52,10 +52,10 @@ def observed_calls(monkeypatch):
         def wrapped(graphdef, state, *args):
             calls[name] += [row(args)] * int(args[0].shape[0])
             return fn(graphdef, state, *args)
-        monkeypatch.setattr(device, fn.__name__, wrapped)
+        monkeypatch.setattr(kernels, fn.__name__, wrapped)
 
-    spy("midas", device.midas_on_rgb, lambda a: (1, 3, *a[0].shape[1:3]))
-    for fn in (device.double_from_estimates, device.merge_into_base):
+    spy("midas", kernels.midas_on_rgb, lambda a: (1, 3, *a[0].shape[1:3]))
+    for fn in (kernels.double_from_estimates, kernels.merge_into_base):
         spy("merge", fn, lambda a: (1, 2, *a[0].shape[1:3]))
     return calls
 

@@ -10,7 +10,9 @@ import pytest
 from rich.console import Console
 
 from hrjax import progress as pg
-from hrjax.runner import ImageRecord, Job, Reporter
+from hrjax.run.folder import ImageRecord
+from hrjax.run.inputs import Job
+from hrjax.run.report import Reporter
 
 
 class Clock:
@@ -77,7 +79,7 @@ def test_plan_line_and_hint_before_a_long_final_image():
 
 
 def pg_fmt(s):
-    from hrjax.runner import fmt_seconds
+    from hrjax.run.report import fmt_seconds
     return fmt_seconds(s)
 
 
@@ -209,7 +211,7 @@ def test_the_ticker_thread_stops_with_the_reporter():
 
 
 def test_eta_text_says_when_the_estimate_ran_out():
-    from hrjax.runner import eta_text
+    from hrjax.run.report import eta_text
 
     assert eta_text(65.0) == "ETA 1m05s"
     assert eta_text(0.0) == eta_text(-30.0) == "over the estimate"  # not "ETA 0.0 s" while still running

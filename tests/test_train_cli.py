@@ -137,7 +137,7 @@ def test_full_size_generator_export_loads_and_boosts(tmp_path, weights_dir):
     CPU): hrjax's standard loader builds and fills it, and the boosting pipeline runs with it."""
     from hrjax.pipeline.boost import boost
     from hrjax.pipeline.config import BoostConfig
-    from hrjax.pipeline.models import load_models
+    from hrjax.pipeline.networks import load_models
     from hrjax.train.checkpoint import export_generator
     from hrjax.train.nets import NetConfig, NetDef
     from hrjax.weights.load import load_model

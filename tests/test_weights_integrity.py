@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 import cli
-from convert.checkpoint import UnknownCheckpoint, convert_checkpoint, sha256_of
+from hrjax.convert.checkpoint import UnknownCheckpoint, convert_checkpoint, sha256_of
 from hrjax.weights import catalog, store
 
 

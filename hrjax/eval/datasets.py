@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from hrjax.eval.pfm import read_pfm
+from hrjax.io import IMAGE_EXTENSIONS
 
 DATASETS = ("middlebury2014", "ibims1", "generic")
 SUPERPIXEL_SCALE = {"middlebury2014": 0.2, "ibims1": 1.0, "generic": 1.0}
@@ -52,7 +53,6 @@ GT_FORMATS = ("auto", "pfm", "npy", "png")
 GT_PREFERENCE = (".pfm", ".npy", ".png")  # ``auto``: float maps first, the quantised PNG last
 PREVIEW_SUFFIXES = ("_color", "_8bit")    # hrjax boost's previews beside <stem>.png
 PRED_SUFFIXES = (".png", ".npy")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 class DatasetError(ValueError):
@@ -218,7 +218,7 @@ def ibims1(root: Path, *, use_masks: bool = True) -> list[Sample]:
             raise DatasetError(f"imagelist.txt names {n!r} but {gt} is missing")
         masks = tuple(p for p in (root / "mask_invalid" / f"{n}.png", root / "mask_transp" / f"{n}.png")
                       if use_masks and p.is_file())
-        img = find_with_suffix(root / "rgb", n, IMAGE_SUFFIXES)
+        img = find_with_suffix(root / "rgb", n, IMAGE_EXTENSIONS)
         samples.append(Sample(n, gt, "depth", img, masks))
     return samples
 
@@ -244,7 +244,7 @@ def generic(gt_dir: Path, *, gt_type: str = "disparity", images_dir: Path | None
         choice = next((f for suffix in order for f in by_stem[stem] if f.suffix.lower() == suffix), None)
         if choice is None:
             continue  # --gt-format names a format this stem does not have
-        img = find_with_suffix(images_dir, stem, IMAGE_SUFFIXES) if images_dir is not None else None
+        img = find_with_suffix(images_dir, stem, IMAGE_EXTENSIONS) if images_dir is not None else None
         samples.append(Sample(stem, choice, gt_type, img))
     if not samples:
         what = ", ".join(GT_SUFFIXES) if gt_format == "auto" else f".{gt_format}"

@@ -130,13 +130,12 @@ def pipeline_estimators(weights_dir: Path | None = None, *, mode: str = "final",
                         max_res: float = math.inf) -> dict[str, Estimator]:
     """The hook ``evaluate --run`` uses: the boosted result (``boost`` with ``BoostConfig(mode=mode)``) and the
     base network alone at its native resolution (one MiDaS pass at ``receptive_field``, resized back to the
-    image and min-maxed: ``single_estimates`` on the whole image, SPEC 3.2)."""
-    import jax.numpy as jnp
-
-    from hrjax.pipeline.boost import Crop, boost, single_estimates
+    image and min-maxed: ``image_estimates``, SPEC 3.2)."""
+    from hrjax.pipeline.boost import boost
     from hrjax.pipeline.config import BoostConfig
+    from hrjax.pipeline.estimates import image_estimates
     from hrjax.pipeline.image import to_rgb_float64
-    from hrjax.pipeline.models import load_models
+    from hrjax.pipeline.networks import load_models
 
     models = load_models(weights_dir)
     cfg = BoostConfig(mode=mode, max_res=max_res)
@@ -145,10 +144,8 @@ def pipeline_estimators(weights_dir: Path | None = None, *, mode: str = "final",
         return boost(models, image, cfg).depth
 
     def base(image: np.ndarray) -> np.ndarray:
-        rgb = to_rgb_float64(image)
-        h, w = rgb.shape[:2]
-        est = single_estimates(models, jnp.asarray(rgb, jnp.float32), [Crop(0, 0, h, w)], cfg.receptive_field,
-                               cfg, canvas_quantum=1)
-        return np.asarray(est.at_crop[0], np.float32)
+        return image_estimates(models.midas_graphdef, models.midas_state, to_rgb_float64(image)[None],
+                               cfg.receptive_field, batcher=models.batcher(cfg.max_batch),
+                               max_net_input=cfg.max_net_input)[0]
 
     return {"base": base, f"boost-{mode}": boosted}

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from hrjax.models.precision import PRECISIONS  # noqa: F401  (the settings of configure)
 from hrjax.weights.keys import Layout
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -25,14 +26,6 @@ HIGHEST = jax.lax.Precision.HIGHEST
 #   256^2, 155 vs 27 ms at 1024 ch and 64^2 on the 2-core CPU), because the grouped kernel is not vectorised.
 # - "auto": "split" on CPU, "native" elsewhere, decided when the function is traced.
 GROUPED_IMPLS = ("auto", "native", "split")
-
-# Arithmetic of every convolution (a static module attribute, set with ``configure``):
-# - "float32": float32 operands, Precision.HIGHEST (no TF32 / bf16 passes): parity with the reference; default.
-# - "tf32": float32 operands at XLA's default precision: TF32 tensor cores on NVIDIA GPUs, one bf16 pass on
-#   TPUs, plain float32 on CPUs (there it equals "float32").
-# - "bfloat16": operands rounded to bfloat16, products accumulated and returned in float32 (bf16 tensor cores,
-#   TPU MXU, AVX512-BF16 / AMX on CPUs that have them). Normalisation, resizes and blending stay float32.
-PRECISIONS = ("float32", "tf32", "bfloat16")
 
 
 def lax_conv(x: jax.Array, w: jax.Array, *, precision: str = "float32", **kwargs) -> jax.Array:

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hrjax.models.conv_transpose import DEFAULT_IMPL, ConvTranspose2d
-from hrjax.models.layers import Conv2d, Stateless
+from hrjax.models.layers import Conv2d, Stateless, relu
 
 MERGE_SIZE = 1024
 
@@ -34,10 +34,6 @@ MERGE_SIZE = 1024
 # Module-level functions (not lambdas), so two builds of the net have equal graphdefs.
 def leaky_relu_02(x: jax.Array) -> jax.Array:
     return jnp.where(x >= 0, x, x * 0.2)
-
-
-def relu(x: jax.Array) -> jax.Array:
-    return jnp.maximum(x, 0.0)
 
 
 def identity(x: jax.Array) -> jax.Array:
@@ -152,10 +148,18 @@ def forward(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, impl: str | 
 @partial(jax.jit, static_argnames=("graphdef", "impl"))
 def merge(graphdef: nnx.GraphDef, state: nnx.State, low: jax.Array, high: jax.Array,
           impl: str | None = None) -> jax.Array:
-    """Batched merge: low, high (N, 1024, 1024) float32 -> the raw tanh output (N, 1024, 1024).
+    """Batched merge of low- and high-resolution estimates (the merge network's forward pass).
 
     Each map is normalised on its own (:func:`normalize_map`); apply :func:`to_unit` where the reference maps
     the output to [0, 1].
+
+    Args:
+      graphdef, state: the merge network, split.
+      low, high: (N, 1024, 1024) float32 estimates (the outer and inner input).
+      impl: the transposed-convolution formulation (:mod:`hrjax.models.conv_transpose`; None: the default).
+
+    Returns:
+      The raw tanh output, (N, 1024, 1024).
     """
     if low.shape != high.shape or low.ndim != 3:
         raise ValueError(f"low and high must both be (N, H, W); got {low.shape} and {high.shape}")

@@ -146,7 +146,15 @@ def check_input(images: jax.Array) -> None:
 
 @functools.lru_cache(maxsize=8)
 def predictor(graphdef: nnx.GraphDef):
-    """``predict(state, images) -> depth``: jitted forward of the split model, compiled once per shape."""
+    """The jitted forward pass of a split MiDaS v2.1, compiled once per shape.
+
+    Args:
+      graphdef: the network's graph (from ``nnx.split`` or :func:`hrjax.load_models`).
+
+    Returns:
+      ``predict(state, images) -> depth``: (N, H, W, 3) ImageNet-normalised images, H and W multiples of 32,
+      to (N, H, W) relative inverse depth.
+    """
 
     @jax.jit
     def predict(state: nnx.State, images: jax.Array) -> jax.Array:

@@ -5,12 +5,12 @@ crop to 1024² (step 4), and later CUBIC-resizes a 1024² result back to the cro
 rect (steps 7-9). A crop is a selection matrix and a resize is a matrix (SPEC §9.2), so "crop rect, then
 resize" is a single pair ``Ry`` (out_h, H), ``Rx`` (out_w, W) applied to the *whole* image: ``Ry`` holds the
 resize weights in columns ``y0 .. y1-1`` and zeros elsewhere. Every patch then has operators of the same
-shape whatever its rect, and N patches stack into (N, out_h, H) / (N, out_w, W) arrays (SPEC §11). The
-reverse ("paste": resize a 1024² map to (h_r, w_r) and place it at the rect of a full-size canvas) is the
-transposed layout: ``Sy`` (H, 1024) with the resize weights in rows ``y0 .. y1-1`` and zero rows elsewhere.
+shape whatever its rect, and N patches stack into (N, out_h, H) / (N, out_w, W) arrays (SPEC §11). (The
+reverse, pasting a resized map at a rect of a full canvas, is only a test reference now:
+tests/reference_ops.py; the pipeline blends on per-patch canvases, :mod:`hrjax.pipeline.canvas`.)
 
-Host functions (numpy) build the operators; :func:`batched_crop_resize` and :func:`batched_paste` are the
-jitted device einsums (``Precision.HIGHEST``, no TF32).
+Host functions (numpy) build the operators; :func:`batched_crop_resize` and :func:`batched_window_resize` are
+the jitted device einsums (``Precision.HIGHEST``, no TF32).
 """
 
 from __future__ import annotations
@@ -175,47 +175,3 @@ def batched_window_resize(img: jax.Array, starts: jax.Array, ry: jax.Array, rx: 
         return jnp.einsum("pwc,qw->pqc", t, b, precision=_HIGHEST)
 
     return jax.vmap(one)(starts, ry, rx)
-
-
-def paste_matrices(rect: Sequence[int], full_hw: tuple[int, int], src_hw: tuple[int, int] = MERGE_SIZE,
-                   method: Method = "cubic", *, cv_dtype=np.float64, channels: int = 1,
-                   variant: Variant | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(Sy (H, src_h), Sx (W, src_w))`` float64: ``Sy @ m @ Sx^T`` is ``m`` resized to the crop size of
-    ``rect`` and placed at the rect of an (H, W) = ``full_hw`` canvas, zero elsewhere.
-
-    SPEC §5.4 step 7: ``P = cv_resize(P, (w_r, h_r), CUBIC)`` with (h_r, w_r) the *clipped* crop size of step 2;
-    P is float64 there, hence the default ``cv_dtype=float64`` (cv2's generic path). Rows outside the rect
-    are zero, so the step-9 blend ``E·(1 − M) + P·M`` with a mask that is also zero outside the rect
-    (:func:`hrjax.ops.mask.canvas_mask_profiles`) leaves the rest of ``E`` untouched.
-    """
-    bounds = crop_bounds(rect, full_hw)
-    h_r, w_r = _nonempty(bounds, rect)
-    y0, y1, x0, x1 = bounds
-    var = variant or cv2_variant(method, cv_dtype, tuple(src_hw), channels)
-    sy = np.zeros((int(full_hw[0]), int(src_hw[0])))
-    sx = np.zeros((int(full_hw[1]), int(src_hw[1])))
-    sy[y0:y1] = resize_matrix(int(src_hw[0]), h_r, method, var, vertical=True)
-    sx[x0:x1] = resize_matrix(int(src_hw[1]), w_r, method, var)
-    return sy, sx
-
-
-def stack_paste_matrices(rects: Sequence[Sequence[int]], full_hw: tuple[int, int],
-                         src_hw: tuple[int, int] = MERGE_SIZE, method: Method = "cubic", *,
-                         cv_dtype=np.float64, channels: int = 1,
-                         dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """(N, H, src_h) and (N, W, src_w) stacks of :func:`paste_matrices` for N rects (SPEC §11)."""
-    pairs = [paste_matrices(r, full_hw, src_hw, method, cv_dtype=cv_dtype, channels=channels) for r in rects]
-    return (np.stack([p[0] for p in pairs]).astype(dtype), np.stack([p[1] for p in pairs]).astype(dtype))
-
-
-@jax.jit
-def batched_paste(maps: jax.Array, sy: jax.Array, sx: jax.Array) -> jax.Array:
-    """``out[n] = sy[n] @ maps[n] @ sx[n]^T``: N (src_h, src_w) maps to N full-size (H, W) canvases.
-
-    SPEC §5.4 step 7 for all patches at once; ``sy``/``sx`` from :func:`stack_paste_matrices`. The canvases
-    are zero outside each rect. The order-dependent blend (step 9) stays a fold over the patches.
-    """
-    sy = sy.astype(maps.dtype)
-    sx = sx.astype(maps.dtype)
-    t = jnp.einsum("nhi,nij->nhj", sy, maps, precision=_HIGHEST)
-    return jnp.einsum("nhj,nwj->nhw", t, sx, precision=_HIGHEST)

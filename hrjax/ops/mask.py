@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
 
 import numpy as np
 
-from hrjax.ops.crop import crop_bounds
 from hrjax.ops.resize import cv2_variant, resize_matrix
 
 MASK_SIZE = 3000  # generatemask((3000, 3000))
@@ -55,15 +53,6 @@ def mask_profile() -> np.ndarray:
     return p
 
 
-@functools.lru_cache(maxsize=1)
-def mask_3000() -> np.ndarray:
-    """(3000, 3000) float32 master mask ``M0`` (SPEC §5.5) as ``outer(p, p)``. Cached, read-only (36 MB)."""
-    p = mask_profile()
-    m = np.outer(p, p).astype(np.float32)
-    m.flags.writeable = False
-    return m
-
-
 def patch_mask_profiles(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """``(py (h,), px (w,))`` float64 with ``patch_mask(h, w) == outer(py, px)`` (SPEC §5.4 step 8, §5.5).
 
@@ -86,21 +75,3 @@ def patch_mask(h: int, w: int) -> np.ndarray:
     """
     py, px = patch_mask_profiles(h, w)
     return np.outer(py, px).astype(np.float32)
-
-
-def canvas_mask_profiles(rect: Sequence[int], full_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """``(qy (H,), qx (W,))`` float64: the patch mask profiles placed at ``rect`` on an (H, W) canvas, 0 outside.
-
-    ``outer(qy, qx)`` is the SPEC §5.4 step-9 blending weight over the full map: ``Mk`` of the *clipped* crop
-    size (h_r, w_r) inside the rect (NumPy slicing, step 2) and 0 elsewhere, so
-    ``E·(1 − M) + P·M`` only changes the rect. Pairs with :func:`hrjax.ops.crop.paste_matrices`.
-    """
-    y0, y1, x0, x1 = crop_bounds(rect, full_hw)
-    if y1 <= y0 or x1 <= x0:
-        raise ValueError(f"rect {list(rect)} gives an empty crop")
-    py, px = patch_mask_profiles(y1 - y0, x1 - x0)
-    qy = np.zeros(int(full_hw[0]))
-    qx = np.zeros(int(full_hw[1]))
-    qy[y0:y1] = py
-    qx[x0:x1] = px
-    return qy, qx

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+# The modes of the method (SPEC 1.1); the first is the default.
 MODES = ("final", "r20", "r0")
 OUTPUT_RESOLUTIONS = ("input", "native")
 
@@ -21,7 +22,7 @@ class BoostConfig:
       1024^2 for r0/r20, the target size for final).
     max_net_input: the reference's GPU_threshold: base-network requests above this are clamped (SPEC 1.1, Q14).
     max_batch: most images in one batched network call (bounds device memory); 0 = chosen from the free memory
-      of the device (``hrjax.pipeline.device.auto_max_batch``; 1 on CPU). Results do not depend on it.
+      of the device (``hrjax.pipeline.batching.auto_max_batch``; 1 on CPU). Results do not depend on it.
     """
 
     mode: str = "final"
@@ -42,10 +43,6 @@ class BoostConfig:
             raise ValueError(f"max_res must be positive, got {self.max_res}")
         if self.receptive_field % 32 or self.max_net_input % 32:
             raise ValueError("receptive_field and max_net_input must be multiples of 32")
-
-    @property
-    def patch_netsize(self) -> int:
-        return 2 * self.receptive_field
 
     @property
     def output_resolution_flag(self) -> int:

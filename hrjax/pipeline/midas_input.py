@@ -27,8 +27,3 @@ def midas_input_size(h: int, w: int, msize: int) -> tuple[int, int]:
     """
     scale = min(msize / h, msize / w)
     return max(_constrain(scale * h, msize), MULTIPLE), max(_constrain(scale * w, msize), MULTIPLE)
-
-
-def normalize_imagenet(rgb: np.ndarray) -> np.ndarray:
-    """(x - mean) / std per RGB channel (SPEC 3.2 step 2); float64 on the host like the reference."""
-    return (np.asarray(rgb, np.float64) - np.asarray(IMAGENET_MEAN)) / np.asarray(IMAGENET_STD)

@@ -15,16 +15,51 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import cv2
 import numpy as np
 
 from hrjax.ops.host import integral, rgb_to_gray, sobel_gradient
+from hrjax.pipeline.config import MODES
 from hrjax.pipeline.search import R_MAX, SCALE_THRESHOLD, edge_map, search_edge_map
 
-MODES = ("r0", "r20", "final")
 # R_x threshold x per mode (SPEC §1.1): 0 for R0, 0.2 for R20 and Final.
 R_THRESHOLD = {"r0": 0.0, "r20": 0.2, "final": 0.2}
+
+
+# --------------------------------------------------------------------------------------------------------
+# regions
+
+
+@dataclass(frozen=True)
+class Crop:
+    """Rows y..y+h-1, cols x..x+w-1 of an image (already clipped to it, like NumPy slicing)."""
+
+    y: int
+    x: int
+    h: int
+    w: int
+
+    @property
+    def rect(self) -> tuple[int, int, int, int]:
+        """``[x, y, w, h]``, the reference's rect order."""
+        return self.x, self.y, self.w, self.h
+
+
+def crops_of(rects: Sequence[Sequence[float]], hw: tuple[int, int]) -> list[Crop]:
+    """The crops of reference rects ``[x, y, w, h]`` in an image of ``hw`` = (rows, cols), clipped at its border
+    like the reference's NumPy slicing (SPEC 5.4 step 2).
+
+    Args:
+      rects: rects in the reference's order, inside the image at their top-left corner.
+      hw: the image's (rows, cols).
+
+    Returns:
+      One :class:`Crop` per rect, in the same order.
+    """
+    hs, ws = int(hw[0]), int(hw[1])
+    return [Crop(int(y), int(x), int(min(y + h, hs) - y), int(min(x + w, ws) - x)) for x, y, w, h in rects]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -236,6 +271,12 @@ class Plan:
         return int(self.rects_target.shape[0])
 
     @property
+    def crops(self) -> list[Crop]:
+        """The patches' regions of the merged-in maps (``rects_scaled`` clipped at the border, SPEC 5.4 step 2),
+        in merge order."""
+        return crops_of(self.rects_scaled, self.mergein_shape) if self.mergein_shape else []
+
+    @property
     def patch_netsize(self) -> int:
         """High resolution of the per-patch double estimate (2·RF, SPEC §1.1)."""
         return 2 * self.receptive_field
@@ -253,8 +294,7 @@ def plan(img: np.ndarray, mode: str, receptive_field: int = 384, max_res: float 
     mode = mode.lower()
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if output_resolution not in (0, 1):
-        raise ValueError(f"output_resolution must be 0 or 1, got {output_resolution!r}")
+    output_scale((1, 1), (1, 1), output_resolution)  # rejects a flag other than 0 / 1 before any work
     img = np.asarray(img, dtype=np.float64)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {img.shape}")

@@ -8,7 +8,7 @@ Public API (import from the submodules; this package imports nothing heavy on it
 - :mod:`hrjax.train.matlab_resize`: ``imresize`` (MATLAB bicubic, antialiased)
 - :mod:`hrjax.train.nets`: ``NLayerDiscriminator``, ``NetConfig``, ``NetDef``
 - :mod:`hrjax.train.step`: ``TrainConfig``, ``Trainer`` (``init_state``, jitted ``step``), ``lr_factor``,
-  ``schedule``, ``resize_bilinear``, ``data_mesh``
+  ``schedule``, ``resize_bilinear``, ``training_mesh``
 - :mod:`hrjax.train.checkpoint`: orbax save/restore, ``export_generator``
 - :mod:`hrjax.train.loop`: ``train``
 - :mod:`hrjax.train.cli`: ``register(app)`` adds ``train-merge`` and ``make-merge-dataset``

@@ -101,7 +101,7 @@ def train_merge(
 
 
 def make_merge_dataset(
-    images: Path = typer.Option(..., "--images", help="Folder of RGB images (.png/.jpg/.jpeg)"),
+    images: Path = typer.Option(..., "--images", help="Folder of RGB images"),
     out_dir: Path = typer.Option(..., "--out", help="Output dataset folder (train/, test/, whole_*_est/)"),
     gt: Optional[Path] = typer.Option(None, "--gt", help="Optional ground-truth folder (same stems, relative "
                                       "inverse depth) used as the target instead of the high-res estimate"),

@@ -29,10 +29,10 @@ from typing import Iterator
 
 import numpy as np
 
+from hrjax.io import IMAGE_EXTENSIONS
 from hrjax.train.guided_filter import guided_filter
 
 FOLDERS = ("outer", "inner", "gtfake")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".pgm", ".tif", ".tiff")
 
 
 class DatasetError(ValueError):

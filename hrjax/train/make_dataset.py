@@ -30,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 
+from hrjax.io import IMAGE_EXTENSIONS
 from hrjax.train.matlab_resize import imresize
 
 PRESETS: dict[str, tuple[tuple[int, int], ...]] = {
@@ -37,7 +38,6 @@ PRESETS: dict[str, tuple[tuple[int, int], ...]] = {
     "middlebury": ((900, 100), (700, 150), (500, 250)),
     "ibims1": ((240, 70), (180, 80), (140, 50)),
 }
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 SUBFOLDERS = ("rgb", "outer", "gtfake", "inner")
 
 Progress = Callable[[str, int, int], None]
@@ -143,34 +143,19 @@ def _read_gt(gt_dir: Path, stem: str, hw: tuple[int, int]) -> np.ndarray:
     return quantize_16bit(a)
 
 
-def _base_models(graphdef, state):
-    from hrjax.pipeline.models import Models
-
-    return Models(graphdef, state, None, None)  # single_estimates needs only the base network
-
-
-def _estimates(models, images: np.ndarray, msize: int, cfg: DatasetConfig) -> list[np.ndarray]:
+def _estimates(graphdef, state, images: np.ndarray, msize: int, cfg: DatasetConfig) -> list[np.ndarray]:
     """Single estimates (min-maxed, at the image size) of each (H, W, 3) float image in ``images``."""
-    import jax.numpy as jnp
-
-    from hrjax.pipeline.boost import Crop, single_estimates
+    from hrjax.pipeline.batching import Batcher
     from hrjax.pipeline.config import BoostConfig
+    from hrjax.pipeline.estimates import image_estimates
 
-    bcfg = BoostConfig(max_batch=cfg.max_batch)
-    n, h, w = images.shape[:3]
-    out = []
-    for s in range(0, n, cfg.max_batch):
-        chunk = images[s:s + cfg.max_batch]
-        tall = jnp.asarray(chunk.reshape(-1, w, 3), jnp.float32)   # stacked vertically, one crop each
-        crops = [Crop(i * h, 0, h, w) for i in range(len(chunk))]
-        est = single_estimates(models, tall, crops, msize, bcfg, canvas_quantum=1)
-        out += [np.asarray(e, np.float32) for e in est.at_crop]
-    return out
+    return image_estimates(graphdef, state, images, msize, batcher=Batcher(cfg.max_batch),
+                           max_net_input=BoostConfig().max_net_input)
 
 
 def make_merge_dataset(images_dir: Path, out: Path, graphdef, state, cfg: DatasetConfig = DatasetConfig(), *,
                        gt_dir: Path | None = None, progress: Progress | None = None) -> dict[str, int]:
-    """Build the dataset from every .png/.jpg/.jpeg in ``images_dir`` with the base network (graphdef, state).
+    """Build the dataset from every image in ``images_dir`` (:data:`hrjax.io.IMAGE_EXTENSIONS`) with the base network (graphdef, state).
 
     Returns the number of crops written per subset.
     """
@@ -182,8 +167,7 @@ def make_merge_dataset(images_dir: Path, out: Path, graphdef, state, cfg: Datase
     out = Path(out)
     files = sorted(p for p in Path(images_dir).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise FileNotFoundError(f"no .png/.jpg/.jpeg images in {images_dir}")
-    models = _base_models(graphdef, state)
+        raise FileNotFoundError(f"no images ({' '.join(IMAGE_EXTENSIONS)}) in {images_dir}")
     n_test = min(cfg.test_last, len(files))
     counts = {"train": 0, "test": 0}
     for i, path in enumerate(files):
@@ -192,8 +176,8 @@ def make_merge_dataset(images_dir: Path, out: Path, graphdef, state, cfg: Datase
         report("whole-image estimates", i, len(files))
         img = read_image(path)
         h, w = img.shape[:2]
-        low = quantize_16bit(_estimates(models, img[None], cfg.low_res, cfg)[0])
-        high = quantize_16bit(_estimates(models, img[None], cfg.high_res, cfg)[0])
+        low = quantize_16bit(_estimates(graphdef, state, img[None], cfg.low_res, cfg)[0])
+        high = quantize_16bit(_estimates(graphdef, state, img[None], cfg.high_res, cfg)[0])
         _write_png(out / "whole_low_est" / f"{scene}.png", low)
         _write_png(out / "whole_high_est" / f"{scene}.png", high)
         target = _read_gt(Path(gt_dir), scene, (h, w)) if gt_dir is not None else high
@@ -220,7 +204,7 @@ def make_merge_dataset(images_dir: Path, out: Path, graphdef, state, cfg: Datase
             for name in names[s:s + cfg.max_batch]:
                 bgr8 = cv2.imread(str(out / subset / "rgb" / name))
                 batch.append(bgr8[:, :, ::-1].astype(np.float64) / 255.0)
-            for name, est in zip(names[s:s + cfg.max_batch], _estimates(models, np.stack(batch), cfg.high_res, cfg)):
+            for name, est in zip(names[s:s + cfg.max_batch], _estimates(graphdef, state, np.stack(batch), cfg.high_res, cfg)):
                 _write_png(out / subset / "inner" / name, quantize_16bit(est))
         report(f"crop estimates ({scene})", len(names), len(names))
         counts[subset] += len(names)

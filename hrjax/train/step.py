@@ -25,6 +25,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from hrjax.pipeline.batching import DATA_AXIS, data_mesh
+
 from hrjax.train.nets import NetConfig, NetDef
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -154,9 +156,9 @@ class Trainer:
         self.d = NetDef(cfg.net.build_d)
         self.tx_g, self.tx_d = optimizers(cfg, steps_per_epoch)
         self.sched_g = schedule(cfg.lr_g, steps_per_epoch, cfg.n_epochs, cfg.decay_epochs)
-        self.mesh = data_mesh(cfg.batch_size, devices)
+        self.mesh = training_mesh(cfg.batch_size, devices)
         self.replicated = NamedSharding(self.mesh, P())
-        self.batch_sharding = NamedSharding(self.mesh, P("data"))
+        self.batch_sharding = NamedSharding(self.mesh, P(DATA_AXIS))
         self.step = jax.jit(self._step, in_shardings=(self.replicated, self.batch_sharding, self.batch_sharding),
                             out_shardings=(self.replicated, self.replicated), donate_argnums=0)
 
@@ -219,8 +221,9 @@ class Trainer:
         return {"g": pg, "d": pd, "opt_g": opt_g, "opt_d": opt_d, "step": t + 1}, metrics
 
 
-def data_mesh(batch: int, devices=None) -> Mesh:
-    """A 1-D ``data`` mesh over the most local devices that divide ``batch`` (batch 1 -> one device)."""
+def training_mesh(batch: int, devices=None) -> Mesh:
+    """The pipeline's data mesh (:func:`hrjax.pipeline.batching.data_mesh`) over the most local devices that
+    divide ``batch`` (batch 1 -> one device)."""
     devices = list(devices if devices is not None else jax.local_devices())
     k = max(n for n in range(1, len(devices) + 1) if batch % n == 0)
-    return Mesh(np.array(devices[:k]), ("data",))
+    return data_mesh(devices[:k])

@@ -1,11 +1,18 @@
-"""The models hrjax knows: how to build each one and where its official checkpoint comes from (SPEC 12)."""
+"""The models hrjax knows: how to build each one and where its official checkpoint comes from (SPEC 12).
+
+Imports neither jax nor flax (the models are named by string and imported by :meth:`ModelEntry.build`), so the
+command line can check the weights and print the fix-it commands before anything heavy is loaded.
+"""
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flax import nnx
+if TYPE_CHECKING:  # the type hint only
+    from flax import nnx
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,15 @@ MODELS: dict[str, ModelEntry] = {
         ),
     ),
 }
+
+
+def fix_it_commands(model: str, weights_dir: Path | None = None) -> str:
+    """The commands that install ``model`` into ``weights_dir`` (None: the default folder), for error messages."""
+    file_name = get(model).checkpoint.file_name
+    wd = f" --weights-dir {weights_dir}" if weights_dir is not None else ""
+    return (f"  hrjax weights download --model {model}{wd}\n"
+            f"or, with a manually downloaded {file_name}:\n"
+            f"  hrjax weights convert --model {model} --source PATH/TO/{file_name}{wd}")
 
 
 def get(name: str) -> ModelEntry:

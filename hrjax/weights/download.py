@@ -1,4 +1,4 @@
-"""Download an official checkpoint (hash-checked, mirror fall-backs) and convert it into the store.
+"""Download an official checkpoint (hash-checked, mirror fall-backs); ``hrjax.convert.install`` converts it.
 
 pooch does the HTTP work: it streams into a temporary file beside the destination, checks the sha256 and only
 then renames it into place, so a failed, truncated or wrong download never leaves a file that looks complete.
@@ -6,7 +6,6 @@ then renames it into place, so a failed, truncated or wrong download never leave
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -147,31 +146,4 @@ def fetch(entry: catalog.ModelEntry, dest_dir: Path, *, progress: Callable[[str]
 
 
 def _hash_ok(path: Path, sha256: str) -> bool:
-    from convert.checkpoint import sha256_of
-    return sha256_of(path) == sha256
-
-
-def download_and_convert(model: str, weights_dir: Path, *, keep_source: bool = False,
-                         progress: Callable[[str], object] | None = None,
-                         log: Callable[[str], None] = lambda _: None,
-                         entry: catalog.ModelEntry | None = None) -> Path:
-    """Fetch, verify and convert ``model`` into ``weights_dir``; returns the converted model's folder.
-    Raises :class:`convert.checkpoint.TorchMissing` before downloading anything when torch (needed to read
-    the checkpoint) is not installed: the files are hundreds of MB."""
-    from convert.checkpoint import TORCH_HINT, TorchMissing, convert_checkpoint, torch_available
-
-    if not torch_available():
-        raise TorchMissing(TORCH_HINT)
-    entry = entry or catalog.get(model)
-    downloads = Path(weights_dir) / DOWNLOADS
-    try:
-        source = fetch(entry, downloads, progress=progress, log=log)
-    except DownloadError as e:
-        raise DownloadError(f"{e}\n{manual_instructions(entry, weights_dir)}") from None
-    log(f"converting {source.name}")
-    out = convert_checkpoint(model, source, weights_dir, expected_sha256=entry.checkpoint.sha256)
-    if not keep_source:
-        source.unlink()
-        if downloads.is_dir() and not any(downloads.iterdir()):
-            shutil.rmtree(downloads, ignore_errors=True)
-    return out
+    return store.sha256_of(path) == sha256

@@ -7,15 +7,8 @@ from pathlib import Path
 from flax import nnx
 
 from hrjax.weights import catalog, store
+from hrjax.weights.catalog import fix_it_commands
 from hrjax.weights.keys import CheckpointMismatch, fill_state, key_table, match_state_dict
-
-
-def fix_it_commands(model: str, weights_dir: Path | None = None) -> str:
-    entry = catalog.get(model)
-    wd = f" --weights-dir {weights_dir}" if weights_dir is not None else ""
-    return (f"  hrjax weights download --model {model}{wd}\n"
-            f"or, with a manually downloaded {entry.checkpoint.file_name}:\n"
-            f"  hrjax weights convert --model {model} --source PATH/TO/{entry.checkpoint.file_name}{wd}")
 
 
 def load_model(model: str, weights_dir: Path | None = None) -> tuple[nnx.GraphDef, nnx.State]:

@@ -58,6 +58,15 @@ def default_weights_dir() -> Path:
     return Path.home() / ".cache" / "hrjax" / "weights"
 
 
+def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
+    """sha256 hex digest of a file, read in blocks (checkpoints are hundreds of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def model_dir(weights_dir: Path, model: str) -> Path:
     return Path(weights_dir).expanduser().resolve() / model
 

@@ -10,7 +10,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hrjax.models.layers import configure
-from hrjax.pipeline.device import Batcher, auto_max_batch
+from hrjax.pipeline.batching import Batcher, auto_max_batch
 from hrjax.weights.load import load_model
 
 
@@ -58,10 +58,17 @@ def load_models(weights_dir: Path | None = None, *, base_model: str = "midas_v21
                 mesh: Mesh | None = None, precision: str = "float32", grouped_impl: str = "auto") -> Models:
     """Load the base depth network and the merge network from the converted-weights store.
 
-    ``merge_weights_dir``: take the merge network from another store (e.g. one exported by
-    ``hrjax train-merge``); default: the same ``weights_dir``. With ``mesh`` (e.g.
-    ``hrjax.pipeline.device.data_mesh()``) batched work is sharded over its devices. ``precision`` and
-    ``grouped_impl``: see :meth:`Models.configured` (the defaults reproduce the reference).
+    Args:
+      weights_dir: the store (default: :func:`hrjax.weights.store.default_weights_dir`).
+      base_model: the base network's catalogue name.
+      merge_model: the merge network's catalogue name.
+      merge_weights_dir: take the merge network from another store (e.g. one exported by
+        ``hrjax train-merge``); default: the same ``weights_dir``.
+      mesh: shard batched work over its devices (e.g. :func:`hrjax.pipeline.batching.data_mesh`).
+      precision, grouped_impl: see :meth:`Models.configured` (the defaults reproduce the reference).
+
+    Returns:
+      :class:`Models`, both networks split into (graphdef, state).
     """
     mg, ms = load_model(base_model, weights_dir)
     gg, gs = load_model(merge_model, merge_weights_dir if merge_weights_dir is not None else weights_dir)

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from hrjax.weights import catalog, store
 from hrjax.weights.keys import key_table, match_state_dict
-
-
-def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+from hrjax.weights.store import sha256_of
 
 
 # hrjax is installed from its checkout (no package index), so the fix is the extra of the editable install.

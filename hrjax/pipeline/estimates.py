@@ -1,0 +1,137 @@
+"""Single estimates of the base network (SPEC 3.2): crops of an image, or whole images, batched on the device.
+
+The one place that turns image regions into min-maxed base-network estimates; ``boost`` (whole image and
+patches), ``evaluate`` (the base network alone) and ``make-merge-dataset`` all call it with the base network as
+explicit (graphdef, state), the batcher and the reference's input clamp.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hrjax.models.mergenet import MERGE_SIZE
+from hrjax.models.midas_v21 import check_input
+from hrjax.ops.crop import batched_window_resize, stack_window_resize_matrices, window_size
+from hrjax.pipeline import canvas, kernels
+from hrjax.pipeline.batching import Batcher, chunks
+from hrjax.pipeline.midas_input import midas_input_size
+from hrjax.pipeline.patches import Crop, crops_of
+
+__all__ = ["Crop", "SingleEstimates", "crops_of", "image_estimates", "single_estimates"]
+
+
+@dataclass(frozen=True, eq=False)
+class SingleEstimates:
+    at_crop: list[np.ndarray | None]   # each (h, w): resized back to the crop size and min-maxed (SPEC 3.2)
+    at_merge: jax.Array | None         # (N, 1024, 1024): the same, CUBIC-resized for the merge net (SPEC 3.1)
+    net_shapes: list[tuple[int, int]]  # network input (rows, cols) per crop
+
+
+def single_estimates(graphdef, state, image: jax.Array, crops: list[Crop], msize: int, *, batcher: Batcher,
+                     max_net_input: int, keep_at_crop: bool = True, canvas_quantum: int = 64,
+                     on_chunk: Callable[[int], None] | None = None) -> SingleEstimates:
+    """Base-network single estimates (SPEC 3.2) of many crops of one image at one requested size.
+
+    Batched per network input shape and built chunk by chunk (:func:`hrjax.pipeline.batching.chunks`), with one
+    window and one canvas per shape, so every chunk of a group has the same shapes (no recompilation).
+
+    Args:
+      graphdef, state: the base network (MiDaS), split.
+      image: (H, W, 3) RGB in [0, 1] on the device.
+      crops: the regions to estimate.
+      msize: the requested network size; clamped to ``max_net_input`` first (the reference's GPU_threshold,
+        SPEC 3.1, Q14).
+      batcher: how many crops go through one call, and over which devices.
+      max_net_input: the clamp above.
+      keep_at_crop: also return each estimate at its crop size on the host (else ``at_crop`` holds None).
+      canvas_quantum: crop sizes are rounded up to this on the device (1: exact shapes, for one-off crops).
+      on_chunk: called after each chunk with the number of crops done so far (waits for the chunk).
+
+    Returns:
+      :class:`SingleEstimates` in the order of ``crops``.
+    """
+    msize = min(msize, max_net_input)
+    H, W = image.shape[:2]
+    net = [midas_input_size(c.h, c.w, msize) for c in crops]
+    at_crop: list[np.ndarray | None] = [None] * len(crops)
+    at_merge: list[jax.Array | None] = [None] * len(crops)
+    done = 0
+    for shape in sorted(set(net)):
+        idx = [i for i, s in enumerate(net) if s == shape]
+        group = [crops[i] for i in idx]
+        window = window_size([c.rect for c in group], (H, W), canvas_quantum)
+        hc = canvas.canvas_size(max(c.h for c in group), canvas_quantum)
+        wc = canvas.canvas_size(max(c.w for c in group), canvas_quantum)
+        for part in chunks(len(group), batcher):
+            chunk = [group[j] for j in part]
+            # the reference resizes the float64 RGB crop, then float32 maps (SPEC 3.2 steps 1, 4)
+            starts, ay, ax = stack_window_resize_matrices([c.rect for c in chunk], (H, W), shape,
+                                                          cv_dtype=np.float64, channels=3, window=window)
+            rgb = batcher.run(batched_window_resize, (starts, ay, ax), shared=(image,))[0]
+            crop_maps, merge_maps = _estimates_of(graphdef, state, rgb, [(c.h, c.w) for c in chunk], (hc, wc),
+                                                  batcher, to_merge=True)
+            crop_host = np.asarray(crop_maps) if keep_at_crop else None
+            for j, k in enumerate(part):
+                i = idx[k]
+                at_merge[i] = merge_maps[j]
+                if keep_at_crop:
+                    at_crop[i] = crop_host[j, :crops[i].h, :crops[i].w]
+            done += len(chunk)
+            if on_chunk is not None:
+                # wait for the chunk, so the progress is true and the dispatch queue stays one chunk deep
+                jax.block_until_ready(merge_maps)
+                on_chunk(done)
+    return SingleEstimates(at_crop, jnp.stack(at_merge), net)
+
+
+def image_estimates(graphdef, state, images: np.ndarray, msize: int, *, batcher: Batcher,
+                    max_net_input: int) -> list[np.ndarray]:
+    """Base-network single estimates (SPEC 3.2) of whole images of one size, at their size, min-maxed.
+
+    Args:
+      graphdef, state: the base network (MiDaS), split.
+      images: (N, H, W, 3) RGB in [0, 1] (float64 on the host: the reference resizes the float64 image).
+      msize: the requested network size, clamped to ``max_net_input`` (SPEC 3.1, Q14).
+      batcher: how many images go through one call, and over which devices.
+      max_net_input: the clamp above.
+
+    Returns:
+      N float32 (H, W) maps.
+    """
+    n, h, w = images.shape[:3]
+    shape = midas_input_size(h, w, min(msize, max_net_input))
+    starts, ay, ax = stack_window_resize_matrices([(0, 0, w, h)], (h, w), shape, cv_dtype=np.float64, channels=3,
+                                                  window=(h, w))
+    out = []
+    for part in chunks(n, batcher):
+        rgb = batcher.run(kernels.resize_images, (jnp.asarray(images[part.start:part.stop], jnp.float32),),
+                          shared=(jnp.asarray(ay[0]), jnp.asarray(ax[0])))[0]
+        crop_maps = _estimates_of(graphdef, state, rgb, [(h, w)] * len(part), (h, w), batcher, to_merge=False)[0]
+        out += [m for m in np.asarray(crop_maps, np.float32)]
+    return out
+
+
+def _estimates_of(graphdef, state, rgb: jax.Array, sizes: list[tuple[int, int]], canvas_hw: tuple[int, int],
+                  batcher: Batcher, *, to_merge: bool) -> tuple[jax.Array, ...]:
+    """The network on a chunk of resized inputs (N, nh, nw, 3), each output CUBIC-resized back to its region's
+    size (on a canvas of ``canvas_hw``) and min-maxed; with ``to_merge`` also CUBIC-resized to the merge net's
+    1024^2 (SPEC 3.2 steps 2-5, 3.1 step 1)."""
+    nh, nw = rgb.shape[1:3]
+    hc, wc = canvas_hw
+    check_input(rgb)
+    depth = batcher.run(kernels.midas_on_rgb, (rgb,), shared=(graphdef, state))[0]
+    v_net = canvas.variant(np.float32, (nh, nw))
+    by = np.stack([canvas.resize_into_canvas(nh, h, hc, v_net) for h, _ in sizes])
+    bx = np.stack([canvas.resize_into_canvas(nw, w, wc, v_net) for _, w in sizes])
+    valid = np.stack([(np.arange(hc)[:, None] < h) & (np.arange(wc)[None, :] < w) for h, w in sizes])
+    if not to_merge:
+        return tuple(batcher.run(kernels.estimate_to_crop_size, (by, depth, bx, valid)))
+    v_crop = [canvas.variant(np.float32, hw) for hw in sizes]
+    cy = np.stack([canvas.resize_from_canvas(h, MERGE_SIZE, hc, v) for (h, _), v in zip(sizes, v_crop)])
+    cx = np.stack([canvas.resize_from_canvas(w, MERGE_SIZE, wc, v) for (_, w), v in zip(sizes, v_crop)])
+    return tuple(batcher.run(kernels.estimate_to_crop_and_merge_size, (by, depth, bx, valid, cy, cx)))

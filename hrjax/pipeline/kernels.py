@@ -1,0 +1,146 @@
+"""The jitted device kernels of the pipeline: resizes as einsums, network passes, merges, alignment.
+
+Every OpenCV-exact resize is a pair of dense interpolation matrices built on the host
+(:mod:`hrjax.pipeline.canvas`, :mod:`hrjax.ops.crop`), so the N patches of an image become fixed-shape stacks
+of operators and each stage here is one batched einsum or network call (SPEC 11). The network functions are
+jitted separately from the cheap resize einsums, so a new image size recompiles only the einsums
+(milliseconds), never MiDaS or the merge net, which compile once per bucket shape. No host code here:
+chunking and sharding are :mod:`hrjax.pipeline.batching`'s.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from hrjax.models import mergenet
+from hrjax.pipeline.midas_input import IMAGENET_MEAN, IMAGENET_STD
+
+HIGHEST = jax.lax.Precision.HIGHEST
+FLOAT64_EPS = 2.22e-16  # the reference's "max - min > eps" guards (SPEC 1.4, 3.2)
+
+
+# --- device: small jitted kernels --------------------------------------------------------------------------
+
+@jax.jit
+def resize_maps(ay: jax.Array, maps: jax.Array, ax: jax.Array) -> jax.Array:
+    """Per-sample (N, A, h) @ (N, h, w) @ (N, B, w)^T -> (N, A, B)."""
+    t = jnp.einsum("nah,nhw->naw", ay, maps, precision=HIGHEST)
+    return jnp.einsum("naw,nbw->nab", t, ax, precision=HIGHEST)
+
+
+def _masked_minmax_normalize(x: jax.Array, valid: jax.Array) -> jax.Array:
+    """Min-max each sample over its valid region to [0, 1]; invalid entries become 0.
+
+    A flat estimate makes the reference return the scalar 0 and crash later (SPEC 3.2 step 5, quirk Q8);
+    hrjax returns an all-zero map instead.
+    """
+    axes = tuple(range(1, x.ndim))
+    lo = jnp.min(jnp.where(valid, x, jnp.inf), axis=axes, keepdims=True)
+    hi = jnp.max(jnp.where(valid, x, -jnp.inf), axis=axes, keepdims=True)
+    rng = hi - lo
+    ok = rng > FLOAT64_EPS
+    out = (x - lo) / jnp.where(ok, rng, jnp.ones_like(rng))
+    return jnp.where(valid & ok, out, jnp.zeros_like(out))
+
+
+@jax.jit
+def resize_images(ay: jax.Array, ax: jax.Array, images: jax.Array) -> jax.Array:
+    """(A, H) @ (N, H, W, C) @ (B, W)^T per channel -> (N, A, B, C): one resize for many images of one size."""
+    t = jnp.einsum("ah,nhwc->nawc", ay, images, precision=HIGHEST)
+    return jnp.einsum("nawc,bw->nabc", t, ax, precision=HIGHEST)
+
+
+@jax.jit
+def estimate_to_crop_size(by, y, bx, valid):
+    """SPEC 3.2 steps 4-5: network output -> crop size (CUBIC, on a canvas) -> min-max over the valid region."""
+    return _masked_minmax_normalize(resize_maps(by, y, bx), valid)
+
+
+@jax.jit
+def estimate_to_crop_and_merge_size(by, y, bx, valid, cy, cx):
+    """SPEC 3.2 steps 4-5 then 3.1 step 1: network output -> crop size (CUBIC) -> min-max -> 1024^2 (CUBIC).
+
+    Returns (the min-maxed map on its canvas, the 1024^2 map).
+    """
+    at_crop = estimate_to_crop_size(by, y, bx, valid)
+    return at_crop, resize_maps(cy, at_crop, cx)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def midas_on_rgb(graphdef: nnx.GraphDef, state: nnx.State, rgb: jax.Array) -> jax.Array:
+    """ImageNet-normalise (SPEC 3.2 step 2) and run MiDaS: (N, h, w, 3) RGB in [0, 1] -> (N, h, w)."""
+    mean = jnp.asarray(IMAGENET_MEAN, jnp.float32).reshape(1, 1, 1, 3)
+    std = jnp.asarray(IMAGENET_STD, jnp.float32).reshape(1, 1, 1, 3)
+    return nnx.merge(graphdef, state)((rgb - mean) / std)
+
+
+# Buffer donation: the merge stages' outputs have the shape of one (N, 1024, 1024) input that the caller no
+# longer needs, so XLA writes the result into it (4 MB per item saved; 128 MB per call at batch 32).
+@functools.partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("low",))
+def double_from_estimates(graphdef, state, low, high):
+    """SPEC 3.1 steps 3-4: merge(outer=low, inner=high), (y+1)/2, min-max over the 1024^2 map.
+    ``low`` is donated (deleted by the call)."""
+    y = mergenet.to_unit(mergenet.merge(graphdef, state, low, high))
+    return _masked_minmax_normalize(y, jnp.ones(y.shape, bool))
+
+
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+
+
+def polyfit_line_like_numpy(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``np.polyfit(x, y, 1)`` per sample for float32 ``x``, ``y`` of shape (N, ...): returns (slope, intercept).
+
+    Reference quirk (SPEC 5.4 step 6, measured on the goldens): the reference calls ``np.polyfit`` on
+    float32 arrays, so numpy's default ``rcond = len(x) * eps(float32)`` = 0.125 for 1024^2 points. polyfit
+    solves the least squares on the column-normalised Vandermonde matrix A = [x/|x|, 1/sqrt(n)], whose
+    singular values are sqrt(1 +- rho), rho = sum(x)/(|x| sqrt(n)). When sqrt(1-|rho|)/sqrt(1+|rho|) < rcond
+    (a map whose values sit far from 0 relative to their spread, the usual case: rho ~ 0.98) lstsq drops the
+    small singular value and returns the rank-1 minimum-norm solution, not the least-squares line. Both
+    branches are reproduced here in closed form (an all-zero x gets slope 0 and intercept mean(y)).
+    """
+    axes = tuple(range(1, x.ndim))
+    n = float(np.prod(x.shape[1:]))
+    rcond = n * FLOAT32_EPS
+    nx = jnp.sqrt(jnp.sum(x * x, axis=axes))
+    n1 = jnp.float32(np.sqrt(n))
+    safe_nx = jnp.where(nx > 0, nx, jnp.ones_like(nx))
+    rho = jnp.sum(x, axis=axes) / (safe_nx * n1)
+    a0 = jnp.sum(x * y, axis=axes) / safe_nx
+    a1 = jnp.sum(y, axis=axes) / n1
+    r = jnp.abs(rho)
+    sgn = jnp.where(rho < 0, -jnp.ones_like(rho), jnp.ones_like(rho))
+    truncated = jnp.sqrt(jnp.maximum(1 - r, 0.0)) < rcond * jnp.sqrt(1 + r)
+    # rank 1: c = v v^T A^T y / s1^2 with v = [1, sgn]/sqrt(2), s1^2 = 1 + |rho|
+    c0_trunc = (a0 + sgn * a1) / (2 * (1 + r))
+    c1_trunc = sgn * c0_trunc
+    # rank 2: solve [[1, rho], [rho, 1]] c = [a0, a1]
+    det = jnp.where(truncated, jnp.ones_like(rho), 1 - rho * rho)
+    c0_full = (a0 - rho * a1) / det
+    c1_full = (a1 - rho * a0) / det
+    slope = jnp.where(truncated, c0_trunc, c0_full) / safe_nx
+    intercept = jnp.where(truncated, c1_trunc, c1_full) / n1
+    zero = nx <= 0
+    return (jnp.where(zero, jnp.zeros_like(slope), slope),
+            jnp.where(zero, jnp.mean(y, axis=axes), intercept))
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("base",))
+def merge_into_base(graphdef, state, base, patch):
+    """SPEC 5.4 steps 5-6: m = (merge(outer=base crop, inner=patch double) + 1)/2 (no min-max), then the
+    reference's linear alignment base ~ alpha*m + beta (see :func:`polyfit_line_like_numpy`).
+    Returns (m, alpha, beta); ``base`` is donated (deleted by the call)."""
+    m = mergenet.to_unit(mergenet.merge(graphdef, state, base, patch))
+    alpha, beta = polyfit_line_like_numpy(m, base)
+    return m, alpha, beta
+
+
+@jax.jit
+def aligned_to_canvas(fy, m, fx, alpha, beta):
+    """SPEC 5.4 steps 6-7: P = alpha*m + beta, CUBIC-resized from 1024^2 to the patch size (on a canvas)."""
+    p = alpha[:, None, None] * m + beta[:, None, None]
+    return resize_maps(fy, p, fx)
