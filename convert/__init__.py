@@ -3,6 +3,7 @@
 Not installed."""
 
 from hrjax.convert import (UnknownCheckpoint, convert_checkpoint, download_and_convert, read_torch_state_dict,
-                           sha256_of)
+                           sha256_of, unwrap_state_dict)
 
-__all__ = ["UnknownCheckpoint", "convert_checkpoint", "download_and_convert", "read_torch_state_dict", "sha256_of"]
+__all__ = ["UnknownCheckpoint", "convert_checkpoint", "download_and_convert", "read_torch_state_dict", "sha256_of",
+           "unwrap_state_dict"]

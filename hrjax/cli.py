@@ -76,7 +76,7 @@ def _model_names() -> list[str]:
 
 @weights_app.command("convert")
 def weights_convert(
-    model: str = typer.Option(..., "--model", help="Model name: midas_v21 or mergenet"),
+    model: str = typer.Option(..., "--model", help="Model name: midas_v21, mergenet or leres_res101"),
     source: Path = typer.Option(..., "--source", help="The official PyTorch checkpoint file"),
     weights_dir: Optional[Path] = WeightsDir,
     allow_unknown: bool = typer.Option(False, "--allow-unknown", help="Convert a checkpoint whose sha256 is not "

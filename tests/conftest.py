@@ -44,6 +44,7 @@ import importlib.util  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from ci_strict import pytest_runtest_makereport  # noqa: E402,F401  (CI=true: a skip is a failure)
@@ -120,6 +121,40 @@ def midas_checkpoint(tmp_path_factory, synth, synth_state_dicts) -> Path:
 def mergenet_checkpoint(tmp_path_factory, synth, synth_state_dicts) -> Path:
     """Synthetic merge-net checkpoint in the official layout (plain torch state_dict), written once."""
     return _synthetic_checkpoint(tmp_path_factory, synth, synth_state_dicts["mergenet"], "latest_net_G.pth")
+
+
+@pytest.fixture(scope="session")
+def leres_state_dict(golden, synth) -> dict:
+    """Synthetic LeReS ResNeXt-101 weights (golden README 2, 7), keys as RelDepthModel.state_dict() names them.
+    Apart from ``synth_state_dicts``: 115 M values, built only by the sessions that run LeReS tests."""
+    return synth.synth_state_dict(synth.load_manifest(golden / "manifests" / "leres_res101.json"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def leres_checkpoint(tmp_path_factory, leres_state_dict) -> Path:
+    """The synthetic LeReS weights in the official ``res101.pth`` layout, written once: the state_dict under
+    ``checkpoint["depth_model"]`` with nn.DataParallel's ``module.`` prefix on every key (SPEC 7), beside
+    another entry the converter must ignore (the real file also holds the point-cloud modules)."""
+    import collections
+
+    torch = pytest.importorskip("torch")
+    # np.array(..., order="C"): 0-d entries (num_batches_tracked) stay 0-d, as in synth_weights.save_torch
+    sd = collections.OrderedDict((f"module.{k}", torch.from_numpy(np.array(v, order="C", copy=True)))
+                                 for k, v in leres_state_dict.items())
+    out = tmp_path_factory.mktemp("ckpt") / "res101.pth"
+    torch.save({"depth_model": sd, "shift_model": collections.OrderedDict()}, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def leres_weights_dir(tmp_path_factory, leres_checkpoint) -> Path:
+    """A weights store holding the synthetic LeReS, converted once with hrjax's converter (read-only: a test
+    that changes a store copies it first). Its own folder: ``weights_dir``'s listing stays MiDaS + merge net."""
+    from convert import convert_checkpoint
+
+    wd = tmp_path_factory.mktemp("weights_leres")
+    convert_checkpoint("leres_res101", leres_checkpoint, wd, allow_unknown=True)
+    return wd
 
 
 @pytest.fixture(scope="session")

@@ -37,11 +37,12 @@ def require_torch():
     return torch
 
 
-def read_torch_state_dict(path: Path) -> dict[str, np.ndarray]:
+def read_torch_state_dict(path: Path, *, state_dict_entry: str | None = None,
+                          optional_prefix: str | None = None) -> dict[str, np.ndarray]:
     """Tensors of a PyTorch checkpoint as numpy arrays.
 
-    ``torch.load(weights_only=True)`` never unpickles arbitrary objects. A ``{"model": ..., "optimizer": ...}``
-    wrapper is unwrapped like MidasNet.load does (SPEC 6.1).
+    ``torch.load(weights_only=True)`` never unpickles arbitrary objects. Where the state_dict sits in the file
+    is :func:`unwrap_state_dict`'s business (``state_dict_entry``, ``optional_prefix``: the catalogue's).
     """
     torch = require_torch()
     path = Path(path)
@@ -51,16 +52,38 @@ def read_torch_state_dict(path: Path) -> dict[str, np.ndarray]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ValueError(f"{path} is not a readable PyTorch checkpoint: {type(e).__name__}: {e}") from e
-    if isinstance(obj, dict) and "optimizer" in obj and "model" in obj:
-        obj = obj["model"]
-    if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
-        raise ValueError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
+    obj = unwrap_state_dict(obj, str(path), state_dict_entry=state_dict_entry, optional_prefix=optional_prefix)
     out = {}
     for key, value in obj.items():
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"{path}: entry '{key}' is a {type(value).__name__}, not a tensor")
         out[key] = value.detach().cpu().numpy()
     return out
+
+
+def unwrap_state_dict(obj, what: str, *, state_dict_entry: str | None = None,
+                      optional_prefix: str | None = None) -> dict:
+    """The state_dict inside a loaded checkpoint object (values untouched: tensors or arrays).
+
+    - ``state_dict_entry`` None: ``obj`` is the state_dict, or a ``{"model": ..., "optimizer": ...}`` wrapper,
+      unwrapped like MidasNet.load does (SPEC 6.1). Else ``obj[state_dict_entry]`` (LeReS:
+      ``checkpoint["depth_model"]``, SPEC 7); a file without that entry is refused by name.
+    - ``optional_prefix``: removed when every key carries it (the official ``strip_prefix_if_present``); a
+      state_dict where only some keys carry it is returned as is, so the strict key check names them.
+    """
+    if state_dict_entry is not None:
+        if not isinstance(obj, dict) or state_dict_entry not in obj:
+            found = ", ".join(repr(k) for k in list(obj)[:8]) if isinstance(obj, dict) else type(obj).__name__
+            raise ValueError(f"{what} has no '{state_dict_entry}' entry, where the official checkpoint keeps the "
+                             f"network's state_dict (found: {found})")
+        obj = obj[state_dict_entry]
+    elif isinstance(obj, dict) and "optimizer" in obj and "model" in obj:
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
+        raise ValueError(f"{what} does not hold a state_dict (a mapping of names to tensors)")
+    if optional_prefix and obj and all(k.startswith(optional_prefix) for k in obj):
+        obj = {k[len(optional_prefix):]: v for k, v in obj.items()}
+    return dict(obj)
 
 
 class UnknownCheckpoint(ValueError):
@@ -88,7 +111,8 @@ def convert_checkpoint(model: str, source: Path, weights_dir: Path | None = None
             f"{entry.checkpoint.file_name} ({expected}): a wrong, incomplete or modified file. Download it again "
             f"(hrjax weights download --model {model}), or, for a fine-tuned checkpoint of the same architecture, "
             f"convert it with --allow-unknown")
-    tensors = read_torch_state_dict(source)
+    tensors = read_torch_state_dict(source, state_dict_entry=entry.checkpoint.state_dict_entry,
+                                    optional_prefix=entry.checkpoint.optional_prefix)
     matched = match_state_dict(key_table(entry.build()), tensors, what=f"checkpoint {source}", from_torch=True)
     info = store.WeightsInfo(
         model=model, source_name=source.name, source_sha256=digest,

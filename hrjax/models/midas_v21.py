@@ -11,57 +11,23 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from hrjax.models.layers import BatchNorm2d, Conv2d, Stateless, max_pool_3x3_s2_p1, relu, run_sequential
+from hrjax.models.predict import check_image_batch, checked_predictor
+from hrjax.models.resnext import STEM_CHANNELS, stages, stem_conv
 from hrjax.models.upsample import upsample_bilinear_x2
 
-GROUPS = 32
-WIDTH_PER_GROUP = 8
-EXPANSION = 4
 FEATURES = 256
-
-
-class Bottleneck(nnx.Module):
-    """torchvision ResNet v1.5 bottleneck (stride on the 3x3 conv), grouped like ResNeXt 32x8d."""
-
-    def __init__(self, in_ch: int, planes: int, stride: int = 1, downsample: bool = False):
-        width = planes * WIDTH_PER_GROUP // 64 * GROUPS
-        out = planes * EXPANSION
-        self.conv1 = Conv2d(in_ch, width, 1, bias=False)
-        self.bn1 = BatchNorm2d(width)
-        self.conv2 = Conv2d(width, width, 3, stride=stride, padding=1, groups=GROUPS, bias=False)
-        self.bn2 = BatchNorm2d(width)
-        self.conv3 = Conv2d(width, out, 1, bias=False)
-        self.bn3 = BatchNorm2d(out)
-        self.downsample = (nnx.List([Conv2d(in_ch, out, 1, stride=stride, bias=False), BatchNorm2d(out)])
-                           if downsample else None)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        y = relu(self.bn1(self.conv1(x)))
-        y = relu(self.bn2(self.conv2(y)))
-        y = self.bn3(self.conv3(y))
-        skip = run_sequential(self.downsample, x) if self.downsample is not None else x
-        return relu(y + skip)
-
-
-def _res_layer(in_ch: int, planes: int, blocks: int, stride: int) -> nnx.List:
-    layers = [Bottleneck(in_ch, planes, stride, downsample=True)]
-    layers += [Bottleneck(planes * EXPANSION, planes) for _ in range(blocks - 1)]
-    return nnx.List(layers)
 
 
 class Encoder(nnx.Module):
     """``pretrained``: the ResNeXt-101 stages as MiDaS regroups them (layer1 holds the stem)."""
 
     def __init__(self):
-        self.layer1 = nnx.List([
-            Conv2d(3, 64, 7, stride=2, padding=3, bias=False), BatchNorm2d(64),
-            Stateless(relu), Stateless(max_pool_3x3_s2_p1), _res_layer(64, 64, 3, 1)])
-        self.layer2 = _res_layer(256, 128, 4, 2)
-        self.layer3 = _res_layer(512, 256, 23, 2)
-        self.layer4 = _res_layer(1024, 512, 3, 2)
+        layer1, self.layer2, self.layer3, self.layer4 = stages()
+        self.layer1 = nnx.List([stem_conv(), BatchNorm2d(STEM_CHANNELS), Stateless(relu),
+                                Stateless(max_pool_3x3_s2_p1), layer1])
 
 
 class ResidualConvUnit(nnx.Module):
@@ -138,10 +104,7 @@ class MidasNet(nnx.Module):
 
 
 def check_input(images: jax.Array) -> None:
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"MiDaS takes (N, H, W, 3) images, got shape {images.shape}")
-    if images.shape[1] % 32 or images.shape[2] % 32:
-        raise ValueError(f"MiDaS input height and width must be multiples of 32, got {images.shape[1:3]}")
+    check_image_batch(images, "MiDaS")
 
 
 @functools.lru_cache(maxsize=8)
@@ -155,13 +118,4 @@ def predictor(graphdef: nnx.GraphDef):
       ``predict(state, images) -> depth``: (N, H, W, 3) ImageNet-normalised images, H and W multiples of 32,
       to (N, H, W) relative inverse depth.
     """
-
-    @jax.jit
-    def predict(state: nnx.State, images: jax.Array) -> jax.Array:
-        return nnx.merge(graphdef, state)(images.astype(jnp.float32))
-
-    def checked(state: nnx.State, images: jax.Array) -> jax.Array:
-        check_input(images)
-        return predict(state, images)
-
-    return checked
+    return checked_predictor(graphdef, check_input)

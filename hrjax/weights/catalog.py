@@ -23,6 +23,12 @@ class OfficialCheckpoint:
     size: int | None               # bytes, where known
     urls: tuple[str, ...]          # official first, then mirrors
     licence: str
+    # Where the state_dict sits in the file: None, the file is the state_dict itself (or a {"model",
+    # "optimizer"} wrapper); else the entry of the top-level dict that holds it, other entries ignored.
+    state_dict_entry: str | None = None
+    # A prefix every key may carry (nn.DataParallel's "module."): removed when *all* keys have it, as the
+    # official loader's strip_prefix_if_present does; a partly prefixed state_dict is left for the strict check.
+    optional_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,30 @@ MODELS: dict[str, ModelEntry] = {
                 "https://huggingface.co/lllyasviel/Annotators/resolve/9a7d84251d487d11/latest_net_G.pth",
             ),
             licence="research only (no commercial use), per the Boosting Monocular Depth authors",
+        ),
+    ),
+    "leres_res101": ModelEntry(
+        name="leres_res101",
+        builder="hrjax.models.leres:LeReS",
+        description="LeReS depth network, ResNeXt-101 32x8d backbone (AdelaiDepth), base of --depthNet 2",
+        checkpoint=OfficialCheckpoint(
+            file_name="res101.pth",
+            aliases=(),
+            sha256="1d696b2ef3e8336b057d0c15bc82d2fecef821bfebe5ef9d7671a5ec5dde520b",
+            size=None,
+            urls=(
+                # BoostingMonocularDepth README (Feb 2024 note) and its Colab notebook: the LeReS site's link
+                # expired; then the link of AdelaiDepth's LeReS README before it moved to Baidu Pan (dead).
+                "https://huggingface.co/lllyasviel/Annotators/resolve/850be791e8f704b2fa2e55ec9cc33a6ae3e28832/"
+                "res101.pth",
+                "https://cloudstor.aarnet.edu.au/plus/s/lTIJF4vrvHCAI31/download",
+            ),
+            licence="Adobe Research License: noncommercial use only, no redistribution (AdelaiDepth LeReS/LICENSE)",
+            # the official loaders: load_state_dict(strip_prefix_if_present(checkpoint["depth_model"],
+            # "module.")) (BoostingMonocularDepth run.py l. 72-75, AdelaiDepth lib/net_tools.load_ckpt); the
+            # file also holds "shift_model" / "focal_model" (point-cloud modules), unused here
+            state_dict_entry="depth_model",
+            optional_prefix="module.",
         ),
     ),
 }
