@@ -117,7 +117,8 @@ def test_cli_convert(tmp_path, dav2_vits_checkpoint):
 
 
 # Both golden inputs in the default run: 518 x 518 (no position-embedding interpolation, every stored
-# intermediate) and 392 x 518 (non-square, the bicubic interpolation with its 0.1 offset). ~1 min of compiling.
+# intermediate) and 392 x 518 (non-square, the bicubic interpolation with its 0.1 offset), ~20 s together on the
+# 2-core CPU. The jax.nn.dot_product_attention path against the same golden is heavy (one more compile).
 INTERMEDIATES = {  # golden name -> hrjax features() name
     "pretrained_patch_embed": "patch_embed",
     "pretrained_blocks_2": "blocks_2",
@@ -127,16 +128,18 @@ INTERMEDIATES = {  # golden name -> hrjax features() name
 }
 
 
-@pytest.mark.parametrize("tag", ["518", "392x518"])
-def test_parity_with_reference(golden, vits, tag):
+@pytest.mark.parametrize("tag,attention", [("518", "exact"), ("392x518", "exact"),
+                                           pytest.param("392x518", "xla", marks=pytest.mark.heavy)])
+def test_parity_with_reference(golden, vits, tag, attention):
     graphdef, state = vits
+    graphdef = nnx.split(dav2.set_attention(nnx.merge(graphdef, state), attention))[0]
     gold = np.load(golden / "dav2_vits_forward.npz")
     x = gold[f"input_{tag}"].transpose(0, 2, 3, 1)
     feats = jax.device_get(jax.jit(lambda st, a: nnx.merge(graphdef, st).features(a))(state, x))
     want = gold[f"output_{tag}"]
     assert feats["out"].shape == want.shape
     err = range_err(feats["out"], want)
-    print(f"DAv2-S {tag}: output max|diff|/range = {err:.2e}")
+    print(f"DAv2-S {tag} ({attention} attention): output max|diff|/range = {err:.2e}")
     assert err <= 1e-4
     if tag != "518":
         return  # intermediates are stored for the first input only (golden README 7)
@@ -198,6 +201,24 @@ def test_attention_formulations_agree(tiny):
     np.testing.assert_allclose(out["xla"], out["exact"], rtol=0, atol=1e-5 * float(np.abs(out["exact"]).max()))
     with pytest.raises(ValueError, match="attention"):
         dav2.set_attention(nnx.merge(graphdef, state), "flash")
+
+
+def test_precision_modes(tiny):
+    """``layers.configure(precision=...)`` reaches the ViT's matmuls and attention: tf32 is float32 on a CPU,
+    bfloat16 rounds the operands (~3 significant digits) and still lands close."""
+    from hrjax.models.layers import configure
+
+    graphdef, state = tiny
+    x = np.random.default_rng(3).standard_normal((1, 28, 42, 3)).astype(np.float32)
+    out = {}
+    for p in ("float32", "tf32", "bfloat16"):
+        gd = nnx.split(configure(nnx.merge(graphdef, state), precision=p))[0]
+        out[p] = np.asarray(jax.jit(lambda st, a: nnx.merge(gd, st).features(a))(state, x)["head_out"])
+        assert out[p].dtype == np.float32
+    scale = float(np.abs(out["float32"]).max())
+    np.testing.assert_allclose(out["tf32"], out["float32"], rtol=0, atol=1e-5 * scale)
+    err = float(np.abs(out["bfloat16"] - out["float32"]).max()) / scale
+    assert 1e-5 < err < 5e-2, err
 
 
 @pytest.mark.parametrize("k", [4, 2])
