@@ -76,7 +76,7 @@ def _model_names() -> list[str]:
 
 @weights_app.command("convert")
 def weights_convert(
-    model: str = typer.Option(..., "--model", help="Model name: midas_v21, mergenet or leres_res101"),
+    model: str = typer.Option(..., "--model", help="Model name (one of `hrjax weights list`)"),
     source: Path = typer.Option(..., "--source", help="The official PyTorch checkpoint file"),
     weights_dir: Optional[Path] = WeightsDir,
     allow_unknown: bool = typer.Option(False, "--allow-unknown", help="Convert a checkpoint whose sha256 is not "
@@ -120,7 +120,9 @@ def weights_list(weights_dir: Optional[Path] = WeightsDir):
 
 @weights_app.command("download")
 def weights_download(
-    model: Optional[list[str]] = typer.Option(None, "--model", help="Model(s) to fetch \\[default: all]"),
+    model: Optional[list[str]] = typer.Option(None, "--model", help="Model(s) to fetch (repeat the option; "
+                                              "'all' = every model of `hrjax weights list`) \\[default: midas_v21 "
+                                              "and mergenet, what the default boost needs]"),
     weights_dir: Optional[Path] = WeightsDir,
     keep_source: bool = typer.Option(False, "--keep-source", help="Keep the downloaded PyTorch file"),
 ):
@@ -131,7 +133,8 @@ def weights_download(
     from hrjax.weights.keys import CheckpointMismatch
 
     wd = _weights_dir(weights_dir)
-    names = model or _model_names()
+    from hrjax.weights.catalog import DEFAULT_DOWNLOAD
+    names = list(DEFAULT_DOWNLOAD) if not model else _model_names() if "all" in model else model
     for name in names:
         if name not in _model_names():
             err.print(f"[red]unknown model '{escape(name)}'[/]; known: {', '.join(_model_names())}")

@@ -158,6 +158,18 @@ def leres_weights_dir(tmp_path_factory, leres_checkpoint) -> Path:
 
 
 @pytest.fixture(scope="session")
+def dav2_vits_state_dict(golden, synth) -> dict:
+    """Synthetic Depth Anything V2 ViT-S weights (golden README 2 and 7), numpy arrays, built once."""
+    return synth.synth_state_dict(synth.load_manifest(golden / "manifests" / "dav2_vits.json"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def dav2_vits_checkpoint(tmp_path_factory, synth, dav2_vits_state_dict) -> Path:
+    """Synthetic ViT-S checkpoint in the layout of the official depth_anything_v2_vits.pth, written once."""
+    return _synthetic_checkpoint(tmp_path_factory, synth, dav2_vits_state_dict, "depth_anything_v2_vits.pth")
+
+
+@pytest.fixture(scope="session")
 def weights_dir(tmp_path_factory, midas_checkpoint, mergenet_checkpoint) -> Path:
     """A weights store holding both synthetic models, converted once with hrjax's own converter.
 

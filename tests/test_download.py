@@ -245,3 +245,23 @@ def test_convert_without_torch_names_the_right_fix(tmp_path, monkeypatch):
                                      "--weights-dir", str(tmp_path / "w")])
     assert r.exit_code == 1
     assert 'pip install -e ".[convert]"' in " ".join(r.output.split()), r.output
+
+
+@pytest.mark.parametrize("args, expected", [([], ("midas_v21", "mergenet")),
+                                            (["--model", "all"], None),
+                                            (["--model", "leres_res101"], ("leres_res101",))])
+def test_download_fetches_what_the_default_run_needs_unless_asked(tmp_path, monkeypatch, args, expected):
+    """A first `hrjax weights download` gets MiDaS + the merge net (what `hrjax boost` needs), not every base of
+    the catalogue (LeReS and Depth Anything V2 would add ~2.4 GB); `--model all` gets the whole catalogue."""
+    from typer.testing import CliRunner
+
+    import hrjax.convert.install as install
+    from hrjax.cli import app
+    from hrjax.weights.catalog import MODELS
+
+    fetched = []
+    monkeypatch.setattr(install, "download_and_convert",
+                        lambda name, wd, **kw: fetched.append(name) or tmp_path / name)
+    r = CliRunner().invoke(app, ["weights", "download", "--weights-dir", str(tmp_path), *args])
+    assert r.exit_code == 0, r.output
+    assert tuple(fetched) == (expected if expected is not None else tuple(MODELS))

@@ -39,7 +39,15 @@ def _lerp_axis(x: jax.Array, axis: int, n_out: int, align_corners: bool) -> jax.
     return jnp.take(x, i0, axis=axis) * w0 + jnp.take(x, i1, axis=axis) * w1
 
 
+def resize_bilinear(x: jax.Array, size: tuple[int, int], *, align_corners: bool) -> jax.Array:
+    """(N, H, W, C) -> (N, size[0], size[1], C), ``F.interpolate(x, size, mode="bilinear")``.
+
+    With ``align_corners=True`` a ``scale_factor`` given to torch instead of ``size`` makes no difference (the
+    scale is (in - 1) / (out - 1) either way), so this also covers ``scale_factor=2`` (DPT fusion blocks)."""
+    return _lerp_axis(_lerp_axis(x, 1, int(size[0]), align_corners), 2, int(size[1]), align_corners)
+
+
 def upsample_bilinear_x2(x: jax.Array, *, align_corners: bool) -> jax.Array:
     """(N, H, W, C) -> (N, 2H, 2W, C)."""
     _, h, w, _ = x.shape
-    return _lerp_axis(_lerp_axis(x, 1, 2 * h, align_corners), 2, 2 * w, align_corners)
+    return resize_bilinear(x, (2 * h, 2 * w), align_corners=align_corners)

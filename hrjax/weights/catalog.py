@@ -105,6 +105,47 @@ MODELS: dict[str, ModelEntry] = {
 }
 
 
+def _dav2_entry(size: str, repo: str, sha256: str, n_bytes: int, licence: str, params: str) -> ModelEntry:
+    file_name = f"depth_anything_v2_{size}.pth"
+    return ModelEntry(
+        name=f"dav2_{size}",
+        builder=f"hrjax.models.dav2:dav2_{size}",
+        description=f"Depth Anything V2 {repo.rsplit('-', 1)[-1]} ({params} parameters, DINOv2 {size[3:].upper()}/14 "
+                    f"+ DPT), a base depth network",
+        checkpoint=OfficialCheckpoint(
+            file_name=file_name,
+            aliases=(),
+            # the Git LFS object id (= sha256) of the file in the official Hugging Face repository
+            sha256=sha256,
+            size=n_bytes,
+            urls=(f"https://huggingface.co/depth-anything/{repo}/resolve/main/{file_name}",),
+            licence=licence,
+        ),
+    )
+
+
+# Depth Anything V2 (DepthAnything/Depth-Anything-V2 README, "Pre-trained Models"): the official checkpoints live
+# on Hugging Face only; the sha256 pins the exact file. Licences per the official README / model cards.
+MODELS.update({
+    e.name: e for e in (
+        _dav2_entry("vits", "Depth-Anything-V2-Small",
+                    "715fade13be8f229f8a70cc02066f656f2423a59effd0579197bbf57860e1378", 99_218_434,
+                    "Apache-2.0", "24.8M"),
+        _dav2_entry("vitb", "Depth-Anything-V2-Base",
+                    "0d2b7002e62d39d655571c371333340bd88f67ab95050c03591555aa05645328", 389_961_218,
+                    "CC-BY-NC-4.0 (non-commercial)", "97.5M"),
+        _dav2_entry("vitl", "Depth-Anything-V2-Large",
+                    "a7ea19fa0ed99244e67b624c72b8580b7e9553043245905be58796a608eb9345", 1_341_395_338,
+                    "CC-BY-NC-4.0 (non-commercial)", "335.3M"),
+    )
+})
+
+
+# What ``hrjax weights download`` fetches without --model: what the default ``hrjax boost`` needs (the MiDaS base
+# and the merge net, ~0.65 GB). The other bases (LeReS 0.5 GB, Depth Anything V2 up to 1.3 GB) only on request.
+DEFAULT_DOWNLOAD = ("midas_v21", "mergenet")
+
+
 def fix_it_commands(model: str, weights_dir: Path | None = None) -> str:
     """The commands that install ``model`` into ``weights_dir`` (None: the default folder), for error messages."""
     file_name = get(model).checkpoint.file_name
