@@ -245,3 +245,22 @@ def test_convert_without_torch_names_the_right_fix(tmp_path, monkeypatch):
                                      "--weights-dir", str(tmp_path / "w")])
     assert r.exit_code == 1
     assert 'pip install -e ".[convert]"' in " ".join(r.output.split()), r.output
+
+
+def test_cli_download_default_is_what_the_default_run_needs(tmp_path, monkeypatch):
+    """No --model: MiDaS and the merge net only (not LeReS's 531 MB); --model leres_res101 gets LeReS."""
+    from typer.testing import CliRunner
+
+    import cli
+    from hrjax.convert import install
+
+    fetched = []
+    monkeypatch.setattr(install, "download_and_convert", lambda name, wd, **kw: fetched.append(name) or wd)
+    monkeypatch.setattr("hrjax.convert.checkpoint.torch_available", lambda: True)
+    r = CliRunner().invoke(cli.app, ["weights", "download", "--weights-dir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert fetched == ["midas_v21", "mergenet"]
+    fetched.clear()
+    r = CliRunner().invoke(cli.app, ["weights", "download", "--model", "leres_res101", "--weights-dir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert fetched == ["leres_res101"]

@@ -43,6 +43,10 @@ class ModelEntry:
         return getattr(importlib.import_module(module), attr)()
 
 
+# What ``hrjax weights download`` fetches without --model: what the default run (``hrjax boost``, MiDaS) needs.
+# Other bases (leres_res101: 531 MB) only on request.
+DEFAULT_DOWNLOADS = ("midas_v21", "mergenet")
+
 MODELS: dict[str, ModelEntry] = {
     "midas_v21": ModelEntry(
         name="midas_v21",
