@@ -73,8 +73,8 @@ def timeit(fn, *args, repeats=3):
     return best
 
 
-def flops_of(jitted, *args) -> float:
-    cost = jitted.lower(*args).compile().cost_analysis()
+def flops_of(jitted, *args, **kwargs) -> float:
+    cost = jitted.lower(*args, **kwargs).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost.get("flops", 0.0))
 
@@ -137,7 +137,8 @@ def network_flops(models: Models, net_shapes, merge_calls: int) -> dict[str, flo
     per_shape = {}
     for shape in set(net_shapes):
         x = jax.ShapeDtypeStruct((1, *shape, 3), jnp.float32)
-        per_shape[shape] = flops_of(device.midas_on_rgb, models.midas_graphdef, models.midas_state, x)
+        per_shape[shape] = flops_of(device.base_on_rgb, models.base_graphdef, models.base_state, x,
+                                   normalisation=models.base.normalisation)
     for s in net_shapes:
         midas += per_shape[s]
     m = jax.ShapeDtypeStruct((1, 1024, 1024), jnp.float32)

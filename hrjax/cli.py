@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from hrjax.bases import BASES, DEFAULT_BASE
 from hrjax.console import print_table
 from hrjax.io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from hrjax.models.precision import PRECISIONS
@@ -129,11 +130,11 @@ def weights_download(
     """Download the official checkpoints (sha256-checked, mirror fall-backs) and convert them."""
     from hrjax.convert.checkpoint import TORCH_HINT, TorchMissing, torch_available
     from hrjax.convert.install import download_and_convert
+    from hrjax.weights.catalog import DEFAULT_DOWNLOAD
     from hrjax.weights.download import DownloadError, PlainProgress, RichBar
     from hrjax.weights.keys import CheckpointMismatch
 
     wd = _weights_dir(weights_dir)
-    from hrjax.weights.catalog import DEFAULT_DOWNLOAD
     names = list(DEFAULT_DOWNLOAD) if not model else _model_names() if "all" in model else model
     for name in names:
         if name not in _model_names():
@@ -194,7 +195,7 @@ def _choices(name: str, values) -> type[Enum]:
 
 Mode = _choices("Mode", MODES)
 OutputResolution = _choices("OutputResolution", OUTPUT_RESOLUTIONS)
-BaseModel = _choices("BaseModel", ("midas_v21",))
+BaseModel = _choices("BaseModel", tuple(BASES))
 Platform = _choices("Platform", ("cpu", "gpu", "tpu"))
 Precision = _choices("Precision", PRECISIONS)
 
@@ -225,8 +226,9 @@ def boost_cmd(
     output_resolution: OutputResolution = typer.Option(
         "input", "--output-resolution", case_sensitive=False,
         help="input (result at the input size) or native (internal size: 1024^2 for r0/r20)"),
-    model: BaseModel = typer.Option("midas_v21", "--model", case_sensitive=False,
-                                    help="Base depth network (only midas_v21 for now)"),
+    model: BaseModel = typer.Option(DEFAULT_BASE, "--model", case_sensitive=False,
+                                    help="Base depth network: midas_v21 (inverse depth, fast) or leres_res101 "
+                                         "(depth, sharper; `hrjax weights download --model leres_res101`)"),
     weights_dir: Optional[Path] = WeightsDir,
     merge_weights: Optional[Path] = typer.Option(None, "--merge-weights", help="Weights folder holding the merge "
                                                  "network to use instead (e.g. one exported by train-merge)"),
@@ -325,8 +327,10 @@ def boost_cmd(
         raise usage(f"--output {output} exists and is not a folder")
     from hrjax.pipeline.config import BoostConfig
     try:
+        from hrjax.bases import get_base
         config = BoostConfig(mode=mode, max_res=math.inf if max_res is None else max_res,
-                             output_resolution=output_resolution, max_batch=max_batch)
+                             output_resolution=output_resolution, max_batch=max_batch,
+                             receptive_field=get_base(model).receptive_field)
     except ValueError as e:
         raise usage(str(e))
 

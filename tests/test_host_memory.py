@@ -62,5 +62,5 @@ def test_releaser_thread_runs_and_stops(monkeypatch):
 
 def test_loaded_weights_are_device_arrays(models):
     """Weights are put on the device once at load (numpy state would be copied by every jitted call)."""
-    leaves = jax.tree.leaves((models.midas_state, models.merge_state))
+    leaves = jax.tree.leaves((models.base_state, models.merge_state))
     assert leaves and all(isinstance(x, jax.Array) for x in leaves)

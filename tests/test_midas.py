@@ -24,7 +24,7 @@ def range_err(cand, gold):
 @pytest.fixture(scope="module")
 def midas_state(weights_dir, models):
     """The session's converted store and its loaded MiDaS (graphdef, state)."""
-    return weights_dir, (models.midas_graphdef, models.midas_state)
+    return weights_dir, (models.base_graphdef, models.base_state)
 
 
 @pytest.fixture(scope="module")

@@ -44,17 +44,17 @@ def candidate(result):
 
 @pytest.fixture
 def observed_calls(monkeypatch):
-    """Every MiDaS and merge-net call, recorded at the jitted functions the pipeline calls (one row per item, in
+    """Every base-network and merge-net call, recorded at the jitted functions the pipeline calls (one row per item, in
     the reference's NCHW notation), independent of the call log the pipeline keeps itself."""
     calls = {"midas": [], "merge": []}
 
     def spy(name, fn, row):
-        def wrapped(graphdef, state, *args):
+        def wrapped(graphdef, state, *args, **kwargs):
             calls[name] += [row(args)] * int(args[0].shape[0])
-            return fn(graphdef, state, *args)
+            return fn(graphdef, state, *args, **kwargs)
         monkeypatch.setattr(kernels, fn.__name__, wrapped)
 
-    spy("midas", kernels.midas_on_rgb, lambda a: (1, 3, *a[0].shape[1:3]))
+    spy("midas", kernels.base_on_rgb, lambda a: (1, 3, *a[0].shape[1:3]))
     for fn in (kernels.double_from_estimates, kernels.merge_into_base):
         spy("merge", fn, lambda a: (1, 2, *a[0].shape[1:3]))
     return calls

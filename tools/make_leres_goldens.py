@@ -304,14 +304,59 @@ def case_name(image: str, mode: str, max_res) -> str:
     return f"{image}_{mode}" + (f"_mr{max_res}" if max_res is not None else "")
 
 
+# --- the small committed form -------------------------------------------------------------------------------
+
+PACK_STEP = 8          # every 8th row and column of each map (from the first)
+MIN_MAP_SIDE = 64      # a 2-D array with both sides >= this is a map (image, 1024^2 or patch sized)
+
+
+def is_map(a: np.ndarray) -> bool:
+    return a.ndim == 2 and min(a.shape) >= MIN_MAP_SIDE and a.dtype.kind in "fu"
+
+
+def pack_arrays(arrays: dict[str, np.ndarray], step: int = PACK_STEP) -> dict[str, np.ndarray]:
+    """Every map ``k`` (float maps as float32, written_png as uint16) becomes ``k`` = ``map[::step, ::step]``
+    plus ``k__stats`` = [mean, std, min, max] of the full map (float64) and ``k__shape``; every other key
+    (bookkeeping, call logs, scalars, patch_polyfit) is kept as it is; ``pack_step`` records ``step``."""
+    out: dict[str, np.ndarray] = {"pack_step": np.int64(step)}
+    for k, a in arrays.items():
+        a = np.asarray(a)
+        if not is_map(a):
+            out[k] = a
+            continue
+        full = a.astype(np.float64)
+        out[k] = a[::step, ::step].astype(np.uint16 if a.dtype == np.uint16 else np.float32)
+        out[f"{k}__stats"] = np.array([full.mean(), full.std(), full.min(), full.max()])
+        out[f"{k}__shape"] = np.array(a.shape, np.int64)
+    return out
+
+
+def pack(full_dir: Path, dest: Path, step: int = PACK_STEP) -> None:
+    """``<full_dir>/*.npz`` -> ``<dest>/*.npz`` (compressed, :func:`pack_arrays`), and runs_summary.json."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in sorted(full_dir.glob("*.npz")):
+        with np.load(f) as g:
+            packed = pack_arrays({k: g[k] for k in g.files}, step)
+        np.savez_compressed(dest / f.name, **packed)
+        print(f"{f.name}: {f.stat().st_size / 1e6:.1f} MB -> {(dest / f.name).stat().st_size / 1e3:.0f} kB")
+    shutil.copyfile(full_dir / "runs_summary.json", dest / "runs_summary.json")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--reference", type=Path, required=True, help="BoostingMonocularDepth checkout (fa16de0)")
-    p.add_argument("--golden", type=Path, required=True, help="the shared golden folder (images, manifests)")
+    p.add_argument("--reference", type=Path, help="BoostingMonocularDepth checkout (fa16de0)")
+    p.add_argument("--golden", type=Path, help="the shared golden folder (images, manifests)")
     p.add_argument("--out", type=Path, required=True, help="folder for the full npz files")
     p.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), help="IMAGE:MODE[:MAX_RES] ...")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--pack", type=Path, metavar="DIR", help="only write the small form of the npz files in "
+                   "--out to DIR (no reference run): see pack_arrays()")
     a = p.parse_args(argv)
+    if a.pack is not None:
+        pack(a.out.resolve(), a.pack.resolve())
+        return 0
+    if a.reference is None or a.golden is None:
+        p.error("--reference and --golden are needed to run the reference (or give --pack)")
 
     import torch
     torch.set_num_threads(a.threads)

@@ -129,7 +129,7 @@ def write_estimates(samples: list[Sample], estimators: dict[str, Estimator], out
 def pipeline_estimators(weights_dir: Path | None = None, *, mode: str = "final",
                         max_res: float = math.inf) -> dict[str, Estimator]:
     """The hook ``evaluate --run`` uses: the boosted result (``boost`` with ``BoostConfig(mode=mode)``) and the
-    base network alone at its native resolution (one MiDaS pass at ``receptive_field``, resized back to the
+    base network alone at its native resolution (one base-network pass at ``receptive_field``, resized back to the
     image and min-maxed: ``image_estimates``, SPEC 3.2)."""
     from hrjax.pipeline.boost import boost
     from hrjax.pipeline.config import BoostConfig
@@ -144,7 +144,7 @@ def pipeline_estimators(weights_dir: Path | None = None, *, mode: str = "final",
         return boost(models, image, cfg).depth
 
     def base(image: np.ndarray) -> np.ndarray:
-        return image_estimates(models.midas_graphdef, models.midas_state, to_rgb_float64(image)[None],
+        return image_estimates(models.base, models.base_graphdef, models.base_state, to_rgb_float64(image)[None],
                                cfg.receptive_field, batcher=models.batcher(cfg.max_batch),
                                max_net_input=cfg.max_net_input)[0]
 

@@ -42,19 +42,21 @@ STAGES = ("patch low passes", "patch high passes", "patch double merges", "patch
 
 @dataclass(eq=False)
 class BoostResult:
-    depth: np.ndarray                              # (H, W) float32 relative inverse depth, ~[0, 1], not rescaled
+    depth: np.ndarray                              # (H, W) float32, ~[0, 1], not rescaled: relative inverse depth
+                                                   # (MiDaS) or relative depth (LeReS): models.base.output
     plan: Plan
     config: BoostConfig
     intermediates: dict[str, np.ndarray] = field(default_factory=dict)
     midas_calls: list[tuple[int, int, int]] = field(default_factory=list)   # (rows, cols, msize), reference order
-    net_shapes: list[tuple[int, int]] = field(default_factory=list)         # MiDaS input (rows, cols), same order
+    net_shapes: list[tuple[int, int]] = field(default_factory=list)         # base-net input (rows, cols), same
     merge_calls: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     whole: np.ndarray | None = None  # with keep_intermediates: W at the depth's resolution (resized like it)
 
     def call_log(self) -> dict[str, np.ndarray]:
-        """The reference's call log (golden keys ``midas_call_shapes``, ``merge_call_shapes``, ``single_calls``):
-        the passes the reference would make one at a time, in its order; hrjax runs them batched."""
+        """The reference's call log (golden keys ``midas_call_shapes`` (the base network's, whichever it is),
+        ``merge_call_shapes``, ``single_calls``): the passes the reference would make one at a time, in its
+        order; hrjax runs them batched."""
         return {"midas_call_shapes": np.array([(1, 3, a, b) for a, b in self.net_shapes], np.int64).reshape(-1, 4),
                 "merge_call_shapes": np.array([(1, 2, 1024, 1024)] * self.merge_calls, np.int64).reshape(-1, 4),
                 "single_calls": np.array(self.midas_calls, np.int64).reshape(-1, 3)}
@@ -65,7 +67,7 @@ PatchCallback = Callable[[int, np.ndarray], None]  # (patch id, its 1024^2 doubl
 
 def _single(models: Models, image: jax.Array, crops: list[Crop], msize: int, cfg: BoostConfig,
             **kwargs) -> SingleEstimates:
-    return single_estimates(models.midas_graphdef, models.midas_state, image, crops, msize,
+    return single_estimates(models.base, models.base_graphdef, models.base_state, image, crops, msize,
                             batcher=models.batcher(cfg.max_batch), max_net_input=cfg.max_net_input, **kwargs)
 
 
@@ -87,7 +89,8 @@ def boost(models: Models, image: np.ndarray, config: BoostConfig = BoostConfig()
       models: the base and merge networks (:func:`hrjax.pipeline.networks.load_models`).
       image: (H, W), (H, W, 3) or (H, W, 4) array, uint8 / uint16 / float in [0, 1] (see
         :func:`hrjax.pipeline.image.to_rgb_float64`).
-      config: the options (:class:`hrjax.pipeline.config.BoostConfig`).
+      config: the options (:class:`hrjax.pipeline.config.BoostConfig`); an unset receptive field is the base
+        network's (``result.config`` holds the one used).
       keep_intermediates: add the reference's named intermediate maps (golden README 5) to
         ``result.intermediates``, and the whole-image estimate at the output resolution to ``result.whole``.
       progress: ``progress(stage, done, total)``, called as the stages advance.
@@ -96,11 +99,13 @@ def boost(models: Models, image: np.ndarray, config: BoostConfig = BoostConfig()
         in merge order (``--save-patches``).
 
     Returns:
-      A :class:`BoostResult` whose ``depth`` is float32 relative inverse depth (larger = nearer; nominally
-      [0, 1], not rescaled: the map the reference quantises into its PNG, README "What the output means"), at
-      the input size (``output_resolution="input"``) or the internal size (``"native"``).
+      A :class:`BoostResult` whose ``depth`` is float32 relative inverse depth for MiDaS (larger = nearer) and
+      relative depth for LeReS (larger = farther; ``models.base.output``), nominally [0, 1], not rescaled (the
+      map the reference quantises into its PNG, README "What the output means"), at the input size
+      (``output_resolution="input"``) or the internal size (``"native"``).
     """
     report = progress or (lambda *_: None)
+    config = config.for_base(models.base)
     t0 = time.perf_counter()
     img = to_rgb_float64(image)
     h_in, w_in = img.shape[:2]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # The modes of the method (SPEC 1.1); the first is the default.
 MODES = ("final", "r20", "r0")
@@ -16,7 +16,8 @@ class BoostConfig:
 
     mode: ``final`` (double estimate at R20 plus local boosting, the paper's result), ``r20`` or ``r0``
       (whole-image double estimate only, SPEC 1.3 step 4).
-    receptive_field: the base network's native size (384 for MiDaS); patches are 2x that (SPEC 1.1).
+    receptive_field: the base network's native size; patches are 2x that (SPEC 1.1). ``None`` (default): the
+      base network's own (``models.base.receptive_field``: 384 for MiDaS, 448 for LeReS), set by ``boost``.
     max_res: cap on the long side of the Final target image (SPEC 1.3 steps 7-8); ``inf`` = no cap.
     output_resolution: ``input`` (result at the input size, reference default) or ``native`` (internal size:
       1024^2 for r0/r20, the target size for final).
@@ -26,7 +27,7 @@ class BoostConfig:
     """
 
     mode: str = "final"
-    receptive_field: int = 384
+    receptive_field: int | None = None
     max_res: float = math.inf
     output_resolution: str = "input"
     max_net_input: int = 1568
@@ -41,8 +42,12 @@ class BoostConfig:
             raise ValueError(f"max_batch must be >= 1, or 0 for automatic, got {self.max_batch}")
         if not self.max_res > 0:
             raise ValueError(f"max_res must be positive, got {self.max_res}")
-        if self.receptive_field % 32 or self.max_net_input % 32:
+        if (self.receptive_field or 0) % 32 or self.max_net_input % 32:
             raise ValueError("receptive_field and max_net_input must be multiples of 32")
+
+    def for_base(self, base) -> "BoostConfig":
+        """This config with the receptive field of ``base`` (a :class:`hrjax.bases.BaseNetwork`) if unset."""
+        return self if self.receptive_field is not None else replace(self, receptive_field=base.receptive_field)
 
     @property
     def output_resolution_flag(self) -> int:

@@ -1,11 +1,15 @@
 """Single estimates of the base network (SPEC 3.2): crops of an image, or whole images, batched on the device.
 
-The one place that turns image regions into min-maxed base-network estimates; ``boost`` (whole image and
-patches), ``evaluate`` (the base network alone) and ``make-merge-dataset`` all call it with the base network as
-explicit (graphdef, state), the batcher and the reference's input clamp.
+The one place that turns image regions into base-network estimates; ``boost`` (whole image and patches),
+``evaluate`` (the base network alone) and ``make-merge-dataset`` all call it with the base network as its
+:class:`hrjax.bases.BaseNetwork` description and explicit (graphdef, state), the batcher and the reference's
+input clamp. Every base-specific step (input size and resize, normalisation, min-max) comes from that
+description.
 """
 
 from __future__ import annotations
+
+import functools
 
 from dataclasses import dataclass
 from typing import Callable
@@ -14,12 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hrjax.bases.base import BaseNetwork
 from hrjax.models.mergenet import MERGE_SIZE
-from hrjax.models.midas_v21 import check_input
 from hrjax.ops.crop import batched_window_resize, stack_window_resize_matrices, window_size
 from hrjax.pipeline import canvas, kernels
 from hrjax.pipeline.batching import Batcher, chunks
-from hrjax.pipeline.midas_input import midas_input_size
 from hrjax.pipeline.patches import Crop, crops_of
 
 __all__ = ["Crop", "SingleEstimates", "crops_of", "image_estimates", "single_estimates"]
@@ -27,13 +30,13 @@ __all__ = ["Crop", "SingleEstimates", "crops_of", "image_estimates", "single_est
 
 @dataclass(frozen=True, eq=False)
 class SingleEstimates:
-    at_crop: list[np.ndarray | None]   # each (h, w): resized back to the crop size and min-maxed (SPEC 3.2)
+    at_crop: list[np.ndarray | None]   # each (h, w): resized back to the crop size [and min-maxed] (SPEC 3.2)
     at_merge: jax.Array | None         # (N, 1024, 1024): the same, CUBIC-resized for the merge net (SPEC 3.1)
     net_shapes: list[tuple[int, int]]  # network input (rows, cols) per crop
 
 
-def single_estimates(graphdef, state, image: jax.Array, crops: list[Crop], msize: int, *, batcher: Batcher,
-                     max_net_input: int, keep_at_crop: bool = True, canvas_quantum: int = 64,
+def single_estimates(base: BaseNetwork, graphdef, state, image: jax.Array, crops: list[Crop], msize: int, *,
+                     batcher: Batcher, max_net_input: int, keep_at_crop: bool = True, canvas_quantum: int = 64,
                      on_chunk: Callable[[int], None] | None = None) -> SingleEstimates:
     """Base-network single estimates (SPEC 3.2) of many crops of one image at one requested size.
 
@@ -41,7 +44,8 @@ def single_estimates(graphdef, state, image: jax.Array, crops: list[Crop], msize
     window and one canvas per shape, so every chunk of a group has the same shapes (no recompilation).
 
     Args:
-      graphdef, state: the base network (MiDaS), split.
+      base: which base network (input size, resize, normalisation, min-max).
+      graphdef, state: its model, split.
       image: (H, W, 3) RGB in [0, 1] on the device.
       crops: the regions to estimate.
       msize: the requested network size; clamped to ``max_net_input`` first (the reference's GPU_threshold,
@@ -57,7 +61,7 @@ def single_estimates(graphdef, state, image: jax.Array, crops: list[Crop], msize
     """
     msize = min(msize, max_net_input)
     H, W = image.shape[:2]
-    net = [midas_input_size(c.h, c.w, msize) for c in crops]
+    net = [base.input_size(c.h, c.w, msize) for c in crops]
     at_crop: list[np.ndarray | None] = [None] * len(crops)
     at_merge: list[jax.Array | None] = [None] * len(crops)
     done = 0
@@ -71,9 +75,10 @@ def single_estimates(graphdef, state, image: jax.Array, crops: list[Crop], msize
             chunk = [group[j] for j in part]
             # the reference resizes the float64 RGB crop, then float32 maps (SPEC 3.2 steps 1, 4)
             starts, ay, ax = stack_window_resize_matrices([c.rect for c in chunk], (H, W), shape,
-                                                          cv_dtype=np.float64, channels=3, window=window)
+                                                          base.input_resize, cv_dtype=np.float64, channels=3,
+                                                          window=window)
             rgb = batcher.run(batched_window_resize, (starts, ay, ax), shared=(image,))[0]
-            crop_maps, merge_maps = _estimates_of(graphdef, state, rgb, [(c.h, c.w) for c in chunk], (hc, wc),
+            crop_maps, merge_maps = _estimates_of(base, graphdef, state, rgb, [(c.h, c.w) for c in chunk], (hc, wc),
                                                   batcher, to_merge=True)
             crop_host = np.asarray(crop_maps) if keep_at_crop else None
             for j, k in enumerate(part):
@@ -89,12 +94,14 @@ def single_estimates(graphdef, state, image: jax.Array, crops: list[Crop], msize
     return SingleEstimates(at_crop, jnp.stack(at_merge), net)
 
 
-def image_estimates(graphdef, state, images: np.ndarray, msize: int, *, batcher: Batcher,
+def image_estimates(base: BaseNetwork, graphdef, state, images: np.ndarray, msize: int, *, batcher: Batcher,
                     max_net_input: int) -> list[np.ndarray]:
-    """Base-network single estimates (SPEC 3.2) of whole images of one size, at their size, min-maxed.
+    """Base-network single estimates (SPEC 3.2) of whole images of one size, at their size (min-maxed for
+    MiDaS, raw for LeReS: ``base.min_max``).
 
     Args:
-      graphdef, state: the base network (MiDaS), split.
+      base: which base network (input size, resize, normalisation, min-max).
+      graphdef, state: its model, split.
       images: (N, H, W, 3) RGB in [0, 1] (float64 on the host: the reference resizes the float64 image).
       msize: the requested network size, clamped to ``max_net_input`` (SPEC 3.1, Q14).
       batcher: how many images go through one call, and over which devices.
@@ -104,34 +111,39 @@ def image_estimates(graphdef, state, images: np.ndarray, msize: int, *, batcher:
       N float32 (H, W) maps.
     """
     n, h, w = images.shape[:3]
-    shape = midas_input_size(h, w, min(msize, max_net_input))
-    starts, ay, ax = stack_window_resize_matrices([(0, 0, w, h)], (h, w), shape, cv_dtype=np.float64, channels=3,
-                                                  window=(h, w))
+    shape = base.input_size(h, w, min(msize, max_net_input))
+    starts, ay, ax = stack_window_resize_matrices([(0, 0, w, h)], (h, w), shape, base.input_resize,
+                                                  cv_dtype=np.float64, channels=3, window=(h, w))
     out = []
     for part in chunks(n, batcher):
         rgb = batcher.run(kernels.resize_images, (jnp.asarray(images[part.start:part.stop], jnp.float32),),
                           shared=(jnp.asarray(ay[0]), jnp.asarray(ax[0])))[0]
-        crop_maps = _estimates_of(graphdef, state, rgb, [(h, w)] * len(part), (h, w), batcher, to_merge=False)[0]
+        crop_maps = _estimates_of(base, graphdef, state, rgb, [(h, w)] * len(part), (h, w), batcher,
+                                  to_merge=False)[0]
         out += [m for m in np.asarray(crop_maps, np.float32)]
     return out
 
 
-def _estimates_of(graphdef, state, rgb: jax.Array, sizes: list[tuple[int, int]], canvas_hw: tuple[int, int],
-                  batcher: Batcher, *, to_merge: bool) -> tuple[jax.Array, ...]:
+def _estimates_of(base: BaseNetwork, graphdef, state, rgb: jax.Array, sizes: list[tuple[int, int]],
+                  canvas_hw: tuple[int, int], batcher: Batcher, *, to_merge: bool) -> tuple[jax.Array, ...]:
     """The network on a chunk of resized inputs (N, nh, nw, 3), each output CUBIC-resized back to its region's
-    size (on a canvas of ``canvas_hw``) and min-maxed; with ``to_merge`` also CUBIC-resized to the merge net's
-    1024^2 (SPEC 3.2 steps 2-5, 3.1 step 1)."""
+    size (on a canvas of ``canvas_hw``) and min-maxed if the base's reference code does; with ``to_merge`` also
+    CUBIC-resized to the merge net's 1024^2 (SPEC 3.2 steps 2-5, 3.1 step 1)."""
     nh, nw = rgb.shape[1:3]
     hc, wc = canvas_hw
-    check_input(rgb)
-    depth = batcher.run(kernels.midas_on_rgb, (rgb,), shared=(graphdef, state))[0]
+    base.check_input(rgb)
+    # looked up at call time (not bound at import), so tests can observe the calls at the kernel
+    network = functools.partial(kernels.base_on_rgb, normalisation=base.normalisation)
+    depth = batcher.run(network, (rgb,), shared=(graphdef, state))[0]
     v_net = canvas.variant(np.float32, (nh, nw))
     by = np.stack([canvas.resize_into_canvas(nh, h, hc, v_net) for h, _ in sizes])
     bx = np.stack([canvas.resize_into_canvas(nw, w, wc, v_net) for _, w in sizes])
     valid = np.stack([(np.arange(hc)[:, None] < h) & (np.arange(wc)[None, :] < w) for h, w in sizes])
     if not to_merge:
-        return tuple(batcher.run(kernels.estimate_to_crop_size, (by, depth, bx, valid)))
+        to_crop = functools.partial(kernels.estimate_to_crop_size, min_max=base.min_max)
+        return tuple(batcher.run(to_crop, (by, depth, bx, valid)))
     v_crop = [canvas.variant(np.float32, hw) for hw in sizes]
     cy = np.stack([canvas.resize_from_canvas(h, MERGE_SIZE, hc, v) for (h, _), v in zip(sizes, v_crop)])
     cx = np.stack([canvas.resize_from_canvas(w, MERGE_SIZE, wc, v) for (_, w), v in zip(sizes, v_crop)])
-    return tuple(batcher.run(kernels.estimate_to_crop_and_merge_size, (by, depth, bx, valid, cy, cx)))
+    to_both = functools.partial(kernels.estimate_to_crop_and_merge_size, min_max=base.min_max)
+    return tuple(batcher.run(to_both, (by, depth, bx, valid, cy, cx)))

@@ -4,7 +4,7 @@ Every OpenCV-exact resize is a pair of dense interpolation matrices built on the
 (:mod:`hrjax.pipeline.canvas`, :mod:`hrjax.ops.crop`), so the N patches of an image become fixed-shape stacks
 of operators and each stage here is one batched einsum or network call (SPEC 11). The network functions are
 jitted separately from the cheap resize einsums, so a new image size recompiles only the einsums
-(milliseconds), never MiDaS or the merge net, which compile once per bucket shape. No host code here:
+(milliseconds), never the base network or the merge net, which compile once per bucket shape. No host code here:
 chunking and sharding are :mod:`hrjax.pipeline.batching`'s.
 """
 
@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from hrjax.bases.base import Normalisation
 from hrjax.models import mergenet
-from hrjax.pipeline.midas_input import IMAGENET_MEAN, IMAGENET_STD
 
 HIGHEST = jax.lax.Precision.HIGHEST
 FLOAT64_EPS = 2.22e-16  # the reference's "max - min > eps" guards (SPEC 1.4, 3.2)
@@ -55,28 +55,33 @@ def resize_images(ay: jax.Array, ax: jax.Array, images: jax.Array) -> jax.Array:
     return jnp.einsum("nawc,bw->nabc", t, ax, precision=HIGHEST)
 
 
-@jax.jit
-def estimate_to_crop_size(by, y, bx, valid):
-    """SPEC 3.2 steps 4-5: network output -> crop size (CUBIC, on a canvas) -> min-max over the valid region."""
-    return _masked_minmax_normalize(resize_maps(by, y, bx), valid)
+@functools.partial(jax.jit, static_argnames=("min_max",))
+def estimate_to_crop_size(by, y, bx, valid, *, min_max: bool = True):
+    """SPEC 3.2 steps 4-5: network output -> crop size (CUBIC, on a canvas) -> min-max over the valid region
+    (MiDaS), or kept raw with the canvas beyond the crop zeroed (LeReS: ``estimateleres`` has no min-max)."""
+    y = resize_maps(by, y, bx)
+    return _masked_minmax_normalize(y, valid) if min_max else jnp.where(valid, y, jnp.zeros_like(y))
 
 
-@jax.jit
-def estimate_to_crop_and_merge_size(by, y, bx, valid, cy, cx):
-    """SPEC 3.2 steps 4-5 then 3.1 step 1: network output -> crop size (CUBIC) -> min-max -> 1024^2 (CUBIC).
+@functools.partial(jax.jit, static_argnames=("min_max",))
+def estimate_to_crop_and_merge_size(by, y, bx, valid, cy, cx, *, min_max: bool = True):
+    """SPEC 3.2 steps 4-5 then 3.1 step 1: network output -> crop size (CUBIC) -> [min-max] -> 1024^2 (CUBIC).
 
-    Returns (the min-maxed map on its canvas, the 1024^2 map).
+    Returns (the map at crop size on its canvas, the 1024^2 map).
     """
-    at_crop = estimate_to_crop_size(by, y, bx, valid)
+    at_crop = estimate_to_crop_size(by, y, bx, valid, min_max=min_max)
     return at_crop, resize_maps(cy, at_crop, cx)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def midas_on_rgb(graphdef: nnx.GraphDef, state: nnx.State, rgb: jax.Array) -> jax.Array:
-    """ImageNet-normalise (SPEC 3.2 step 2) and run MiDaS: (N, h, w, 3) RGB in [0, 1] -> (N, h, w)."""
-    mean = jnp.asarray(IMAGENET_MEAN, jnp.float32).reshape(1, 1, 1, 3)
-    std = jnp.asarray(IMAGENET_STD, jnp.float32).reshape(1, 1, 1, 3)
-    return nnx.merge(graphdef, state)((rgb - mean) / std)
+@functools.partial(jax.jit, static_argnames=("graphdef", "normalisation"))
+def base_on_rgb(graphdef: nnx.GraphDef, state: nnx.State, rgb: jax.Array, *,
+                normalisation: Normalisation) -> jax.Array:
+    """Normalise as the base network's reference code does (SPEC 3.2 step 2; LeReS: docs/leres.md step 3) and
+    run it: (N, h, w, 3) RGB in [0, 1] -> (N, h, w)."""
+    x = rgb[..., ::-1] if normalisation.channel_order == "bgr" else rgb
+    mean = jnp.asarray(normalisation.mean, jnp.float32).reshape(1, 1, 1, 3)
+    std = jnp.asarray(normalisation.std, jnp.float32).reshape(1, 1, 1, 3)
+    return nnx.merge(graphdef, state)((x - mean) / std)
 
 
 # Buffer donation: the merge stages' outputs have the shape of one (N, 1024, 1024) input that the caller no

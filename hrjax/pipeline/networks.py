@@ -1,4 +1,5 @@
-"""The two networks of the method, split once into (graphdef, state) and passed explicitly."""
+"""The two networks of the method, split once into (graphdef, state) and passed explicitly, with the description
+of the base network (:class:`hrjax.bases.BaseNetwork`) the pipeline reads its settings from."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import jax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from hrjax.bases import DEFAULT_BASE, BaseNetwork, get_base
 from hrjax.models.layers import configure
 from hrjax.pipeline.batching import Batcher, auto_max_batch
 from hrjax.weights.load import load_model
@@ -16,11 +18,13 @@ from hrjax.weights.load import load_model
 
 @dataclass(frozen=True, eq=False)
 class Models:
-    """Both networks as (graphdef, state), and optionally the device mesh their batched work is sharded over
+    """Both networks as (graphdef, state), which base network the first is (its settings: receptive field,
+    input rule, normalisation, ...), and optionally the device mesh their batched work is sharded over
     (weights replicated on every device of the mesh)."""
 
-    midas_graphdef: nnx.GraphDef
-    midas_state: nnx.State
+    base: BaseNetwork
+    base_graphdef: nnx.GraphDef
+    base_state: nnx.State
     merge_graphdef: nnx.GraphDef
     merge_state: nnx.State
     mesh: Mesh | None = None
@@ -41,26 +45,26 @@ class Models:
             return nnx.split(configure(nnx.merge(graphdef, state), precision=precision,
                                        grouped_impl=grouped_impl))[0]
 
-        return Models(regraph(self.midas_graphdef, self.midas_state), self.midas_state,
+        return Models(self.base, regraph(self.base_graphdef, self.base_state), self.base_state,
                       regraph(self.merge_graphdef, self.merge_state), self.merge_state, self.mesh)
 
     def on_mesh(self, mesh: Mesh | None) -> "Models":
         """The same models with their weights replicated over ``mesh`` (``None``: default device)."""
         if mesh is None:
-            return Models(self.midas_graphdef, self.midas_state, self.merge_graphdef, self.merge_state)
+            return Models(self.base, self.base_graphdef, self.base_state, self.merge_graphdef, self.merge_state)
         rep = NamedSharding(mesh, PartitionSpec())
-        return Models(self.midas_graphdef, jax.device_put(self.midas_state, rep), self.merge_graphdef,
+        return Models(self.base, self.base_graphdef, jax.device_put(self.base_state, rep), self.merge_graphdef,
                       jax.device_put(self.merge_state, rep), mesh)
 
 
-def load_models(weights_dir: Path | None = None, *, base_model: str = "midas_v21",
+def load_models(weights_dir: Path | None = None, *, base: str = DEFAULT_BASE,
                 merge_model: str = "mergenet", merge_weights_dir: Path | None = None,
                 mesh: Mesh | None = None, precision: str = "float32", grouped_impl: str = "auto") -> Models:
     """Load the base depth network and the merge network from the converted-weights store.
 
     Args:
       weights_dir: the store (default: :func:`hrjax.weights.store.default_weights_dir`).
-      base_model: the base network's catalogue name.
+      base: the base network's name (:data:`hrjax.bases.BASES`: ``midas_v21``, ``leres_res101``).
       merge_model: the merge network's catalogue name.
       merge_weights_dir: take the merge network from another store (e.g. one exported by
         ``hrjax train-merge``); default: the same ``weights_dir``.
@@ -68,11 +72,12 @@ def load_models(weights_dir: Path | None = None, *, base_model: str = "midas_v21
       precision, grouped_impl: see :meth:`Models.configured` (the defaults reproduce the reference).
 
     Returns:
-      :class:`Models`, both networks split into (graphdef, state).
+      :class:`Models`, both networks split into (graphdef, state), with the base's description.
     """
-    mg, ms = load_model(base_model, weights_dir)
+    description = get_base(base)
+    mg, ms = load_model(description.name, weights_dir)
     gg, gs = load_model(merge_model, merge_weights_dir if merge_weights_dir is not None else weights_dir)
-    models = Models(mg, ms, gg, gs)
+    models = Models(description, mg, ms, gg, gs)
     if precision != "float32" or grouped_impl != "auto":
         models = models.configured(precision=precision, grouped_impl=grouped_impl)
     return models.on_mesh(mesh)

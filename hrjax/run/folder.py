@@ -187,7 +187,7 @@ def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: 
         from hrjax.weights.store import WeightsError
         mesh = mesh_for(platform, local_devices)
         try:
-            models = load_models(weights_dir, base_model=model, merge_weights_dir=merge_weights_dir,
+            models = load_models(weights_dir, base=model, merge_weights_dir=merge_weights_dir,
                                  precision=precision, mesh=mesh)
         except WeightsError as e:
             raise UsageError(str(e)) from None

@@ -118,6 +118,7 @@ def make_merge_dataset(
     max_batch: int = typer.Option(4, "--max-batch", help="Most crops per network call"),
 ):
     """Build the merge-net training set from RGB images with a base depth network."""
+    from hrjax.bases import get_base
     from hrjax.train.make_dataset import DatasetConfig, make_merge_dataset as make, parse_scales
     from hrjax.weights.load import load_model
     from hrjax.weights.store import WeightsError, default_weights_dir
@@ -129,8 +130,9 @@ def make_merge_dataset(
         err.print(f"[red]invalid options:[/] {escape(str(e))}", highlight=False)
         raise typer.Exit(2)
     try:
-        graphdef, state = load_model(base_model, weights_dir if weights_dir is not None else default_weights_dir())
-    except (WeightsError, KeyError) as e:
+        graphdef, state = load_model(get_base(base_model).name,
+                                     weights_dir if weights_dir is not None else default_weights_dir())
+    except (WeightsError, KeyError, ValueError) as e:
         err.print(f"[red]cannot load the base model:[/] {escape(str(e))}", highlight=False)
         raise typer.Exit(1)
     with _progress() as bar:
@@ -141,7 +143,8 @@ def make_merge_dataset(
                 tasks[stage] = bar.add_task(stage, total=total, info="")
             bar.update(tasks[stage], completed=done, total=total)
         try:
-            counts = make(images, out_dir, graphdef, state, cfg, gt_dir=gt, progress=progress)
+            counts = make(images, out_dir, graphdef, state, cfg, gt_dir=gt, progress=progress,
+                          base=base_model)
         except (FileNotFoundError, ValueError) as e:
             err.print(f"[red]dataset generation failed:[/] {escape(str(e))}", highlight=False)
             raise typer.Exit(1)

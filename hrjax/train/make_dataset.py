@@ -143,19 +143,22 @@ def _read_gt(gt_dir: Path, stem: str, hw: tuple[int, int]) -> np.ndarray:
     return quantize_16bit(a)
 
 
-def _estimates(graphdef, state, images: np.ndarray, msize: int, cfg: DatasetConfig) -> list[np.ndarray]:
-    """Single estimates (min-maxed, at the image size) of each (H, W, 3) float image in ``images``."""
+def _estimates(base: str, graphdef, state, images: np.ndarray, msize: int, cfg: DatasetConfig) -> list[np.ndarray]:
+    """Single estimates (at the image size; min-maxed for MiDaS) of each (H, W, 3) float image in ``images``."""
+    from hrjax.bases import get_base
     from hrjax.pipeline.batching import Batcher
     from hrjax.pipeline.config import BoostConfig
     from hrjax.pipeline.estimates import image_estimates
 
-    return image_estimates(graphdef, state, images, msize, batcher=Batcher(cfg.max_batch),
+    return image_estimates(get_base(base), graphdef, state, images, msize, batcher=Batcher(cfg.max_batch),
                            max_net_input=BoostConfig().max_net_input)
 
 
 def make_merge_dataset(images_dir: Path, out: Path, graphdef, state, cfg: DatasetConfig = DatasetConfig(), *,
-                       gt_dir: Path | None = None, progress: Progress | None = None) -> dict[str, int]:
-    """Build the dataset from every image in ``images_dir`` (:data:`hrjax.io.IMAGE_EXTENSIONS`) with the base network (graphdef, state).
+                       gt_dir: Path | None = None, progress: Progress | None = None,
+                       base: str = "midas_v21") -> dict[str, int]:
+    """Build the dataset from every image in ``images_dir`` (:data:`hrjax.io.IMAGE_EXTENSIONS`) with the base network (graphdef, state),
+    the base named ``base`` (:data:`hrjax.bases.BASES`).
 
     Returns the number of crops written per subset.
     """
@@ -176,8 +179,8 @@ def make_merge_dataset(images_dir: Path, out: Path, graphdef, state, cfg: Datase
         report("whole-image estimates", i, len(files))
         img = read_image(path)
         h, w = img.shape[:2]
-        low = quantize_16bit(_estimates(graphdef, state, img[None], cfg.low_res, cfg)[0])
-        high = quantize_16bit(_estimates(graphdef, state, img[None], cfg.high_res, cfg)[0])
+        low = quantize_16bit(_estimates(base, graphdef, state, img[None], cfg.low_res, cfg)[0])
+        high = quantize_16bit(_estimates(base, graphdef, state, img[None], cfg.high_res, cfg)[0])
         _write_png(out / "whole_low_est" / f"{scene}.png", low)
         _write_png(out / "whole_high_est" / f"{scene}.png", high)
         target = _read_gt(Path(gt_dir), scene, (h, w)) if gt_dir is not None else high
@@ -204,7 +207,7 @@ def make_merge_dataset(images_dir: Path, out: Path, graphdef, state, cfg: Datase
             for name in names[s:s + cfg.max_batch]:
                 bgr8 = cv2.imread(str(out / subset / "rgb" / name))
                 batch.append(bgr8[:, :, ::-1].astype(np.float64) / 255.0)
-            for name, est in zip(names[s:s + cfg.max_batch], _estimates(graphdef, state, np.stack(batch), cfg.high_res, cfg)):
+            for name, est in zip(names[s:s + cfg.max_batch], _estimates(base, graphdef, state, np.stack(batch), cfg.high_res, cfg)):
                 _write_png(out / subset / "inner" / name, quantize_16bit(est))
         report(f"crop estimates ({scene})", len(names), len(names))
         counts[subset] += len(names)
