@@ -227,8 +227,9 @@ def boost_cmd(
         "input", "--output-resolution", case_sensitive=False,
         help="input (result at the input size) or native (internal size: 1024^2 for r0/r20)"),
     model: BaseModel = typer.Option(DEFAULT_BASE, "--model", case_sensitive=False,
-                                    help="Base depth network: midas_v21 (inverse depth, fast) or leres_res101 "
-                                         "(depth, sharper; `hrjax weights download --model leres_res101`)"),
+                                    help="Base depth network: midas_v21 (inverse depth, fast), leres_res101 "
+                                         "(depth, sharper) or dav2_vits|dav2_vitb|dav2_vitl (Depth Anything V2, "
+                                         "inverse depth); others: `hrjax weights download --model NAME`"),
     weights_dir: Optional[Path] = WeightsDir,
     merge_weights: Optional[Path] = typer.Option(None, "--merge-weights", help="Weights folder holding the merge "
                                                  "network to use instead (e.g. one exported by train-merge)"),

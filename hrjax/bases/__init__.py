@@ -14,6 +14,9 @@ from hrjax.bases.base import BaseNetwork, Normalisation
 BASES: dict[str, str] = {
     "midas_v21": "hrjax.bases.midas:MIDAS_V21",
     "leres_res101": "hrjax.bases.leres:LERES_RES101",
+    "dav2_vits": "hrjax.bases.dav2:DAV2_VITS",
+    "dav2_vitb": "hrjax.bases.dav2:DAV2_VITB",
+    "dav2_vitl": "hrjax.bases.dav2:DAV2_VITL",
 }
 DEFAULT_BASE = "midas_v21"
 
