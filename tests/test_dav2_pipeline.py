@@ -57,6 +57,7 @@ def _assert_on_grid(observed, expected):
     assert shapes == expected
 
 
+@pytest.mark.heavy
 def test_dav2_r20_finite_deterministic_on_grid(golden, dav2_models, observed_calls):
     """R20 on synthetic_480. ``max_net_input`` 1036 (a config option, the reference's GPU_threshold) clamps the
     search's R = 1280 so the whole-image high pass stays ~4k tokens on CPU; the clamp is the pipeline's own
@@ -75,7 +76,10 @@ def test_dav2_r20_finite_deterministic_on_grid(golden, dav2_models, observed_cal
 
 def _half_size(golden, tmp_path):
     """synthetic_480 at half size (180 x 240) as an 8-bit PNG: R20's R is 512 there, so every pass is cheap."""
-    src = _half_size(golden, tmp_path)
+    img = read_image(golden / IMAGE)
+    small = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    src = tmp_path / "small.png"
+    cv2.imwrite(str(src), cv2.cvtColor(np.round(small * 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
     return src
 
 
