@@ -8,6 +8,7 @@ pipeline file.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Literal
 
@@ -45,7 +46,9 @@ class BaseNetwork:
       ``estimatemidas``) or returned raw (LeReS's ``estimateleres``).
     output: what the network's (and so the result's) values mean: ``"inverse_depth"`` (larger = nearer) or
       ``"depth"`` (larger = farther); the merge net gets either unchanged, as in the reference.
-    check_input: raises a ValueError for a network input batch (N, H, W, 3) the network cannot take.
+    check_input: ``"module:function"`` of the model's input check (raises a ValueError for a network input
+      batch (N, H, W, 3) the network cannot take), imported only when :meth:`check` runs: reading the
+      registry (the CLI, before it knows the weights are there) must not import jax or flax.
     good_at: one line for the README's bases table; no effect on results (the licence is the catalogue's).
     """
 
@@ -57,8 +60,13 @@ class BaseNetwork:
     normalisation: Normalisation
     min_max: bool
     output: Literal["inverse_depth", "depth"]
-    check_input: Callable[[jax.Array], None]
+    check_input: str
     good_at: str = ""
+
+    def check(self, images: jax.Array) -> None:
+        """Raise a ValueError if the network cannot take ``images`` (``check_input``, imported now)."""
+        module, attr = self.check_input.split(":")
+        getattr(importlib.import_module(module), attr)(images)
 
     def __post_init__(self):
         # The pipeline's patch grid and patch high pass both follow the receptive field (Plan.patch_netsize);

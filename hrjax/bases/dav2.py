@@ -9,7 +9,6 @@ short side >= the request, lower_bound rounding), so the whole-image low pass is
 """
 
 from hrjax.bases.base import BaseNetwork, Normalisation
-from hrjax.models.dav2 import check_input
 from hrjax.models.dav2_input import dav2_input_size
 from hrjax.pipeline.midas_input import IMAGENET_MEAN, IMAGENET_STD
 
@@ -35,7 +34,7 @@ def _dav2(size: str, good_at: str) -> BaseNetwork:
         # merge net, trained on [0, 1] MiDaS maps, gets maps in the range it knows (docs/dav2.md, min-max)
         min_max=True,
         output="inverse_depth",
-        check_input=check_input,      # multiples of 14 (the patch size)
+        check_input="hrjax.models.dav2:check_input",      # multiples of 14 (the patch size)
         good_at=good_at,
     )
 

@@ -1,7 +1,6 @@
 """LeReS ResNeXt-101 as the base network (``run.py --depthNet 2``): every value from docs/leres.md."""
 
 from hrjax.bases.base import BaseNetwork, Normalisation
-from hrjax.models.leres import check_input
 
 
 def square_input(h: int, w: int, msize: int) -> tuple[int, int]:
@@ -21,7 +20,7 @@ LERES_RES101 = BaseNetwork(
     normalisation=Normalisation("bgr", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     min_max=False,                # estimateleres returns the raw CUBIC-resized output (l. 523-525)
     output="depth",               # larger = farther; the merge net gets it uninverted (docs/leres.md)
-    check_input=check_input,
+    check_input="hrjax.models.leres:check_input",
     good_at="sharper detail and better layout than MiDaS v2.1 (the BoostingMonocularDepth authors' "
             "recommendation), ~3-4x slower per pass",
 )

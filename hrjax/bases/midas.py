@@ -1,7 +1,6 @@
 """MiDaS v2.1 as the base network (``run.py --depthNet 0``, SPEC 3.2, 6.1)."""
 
 from hrjax.bases.base import BaseNetwork, Normalisation
-from hrjax.models.midas_v21 import check_input
 from hrjax.pipeline.midas_input import IMAGENET_MEAN, IMAGENET_STD, midas_input_size
 
 MIDAS_V21 = BaseNetwork(
@@ -13,6 +12,6 @@ MIDAS_V21 = BaseNetwork(
     normalisation=Normalisation("rgb", IMAGENET_MEAN, IMAGENET_STD),
     min_max=True,                 # estimatemidas l. 480-487
     output="inverse_depth",
-    check_input=check_input,
+    check_input="hrjax.models.midas_v21:check_input",
     good_at="the reference's default: fast, the base the merge net was trained on",
 )

@@ -131,7 +131,7 @@ def _estimates_of(base: BaseNetwork, graphdef, state, rgb: jax.Array, sizes: lis
     CUBIC-resized to the merge net's 1024^2 (SPEC 3.2 steps 2-5, 3.1 step 1)."""
     nh, nw = rgb.shape[1:3]
     hc, wc = canvas_hw
-    base.check_input(rgb)
+    base.check(rgb)
     # looked up at call time (not bound at import), so tests can observe the calls at the kernel
     network = functools.partial(kernels.base_on_rgb, normalisation=base.normalisation)
     depth = batcher.run(network, (rgb,), shared=(graphdef, state))[0]
