@@ -150,11 +150,7 @@ def leres_checkpoint(tmp_path_factory, leres_state_dict) -> Path:
 def leres_weights_dir(tmp_path_factory, leres_checkpoint) -> Path:
     """A weights store holding the synthetic LeReS, converted once with hrjax's converter (read-only: a test
     that changes a store copies it first). Its own folder: ``weights_dir``'s listing stays MiDaS + merge net."""
-    from convert import convert_checkpoint
-
-    wd = tmp_path_factory.mktemp("weights_leres")
-    convert_checkpoint("leres_res101", leres_checkpoint, wd, allow_unknown=True)
-    return wd
+    return _converted_store(tmp_path_factory, "weights_leres", {"leres_res101": leres_checkpoint})
 
 
 @pytest.fixture(scope="session")
@@ -174,11 +170,24 @@ def weights_dir(tmp_path_factory, midas_checkpoint, mergenet_checkpoint) -> Path
     """A weights store holding both synthetic models, converted once with hrjax's own converter.
 
     Shared by every test that only reads it: tests that change a store copy it first."""
+    return _converted_store(tmp_path_factory, "weights",
+                            {"midas_v21": midas_checkpoint, "mergenet": mergenet_checkpoint})
+
+
+@pytest.fixture(scope="session")
+def dav2_weights_dir(tmp_path_factory, dav2_vits_checkpoint) -> Path:
+    """A store holding the synthetic Depth Anything V2 ViT-S only (read-only; the merge net comes from
+    ``weights_dir``, as for LeReS: converted once per session, not once per base)."""
+    return _converted_store(tmp_path_factory, "weights_dav2", {"dav2_vits": dav2_vits_checkpoint})
+
+
+def _converted_store(tmp_path_factory, folder: str, checkpoints: dict[str, Path]) -> Path:
+    """A new weights store holding each ``{model: official checkpoint}``, through hrjax's own converter."""
     from convert import convert_checkpoint
 
-    wd = tmp_path_factory.mktemp("weights")
-    convert_checkpoint("midas_v21", midas_checkpoint, wd, allow_unknown=True)
-    convert_checkpoint("mergenet", mergenet_checkpoint, wd, allow_unknown=True)
+    wd = tmp_path_factory.mktemp(folder)
+    for model, checkpoint in checkpoints.items():
+        convert_checkpoint(model, checkpoint, wd, allow_unknown=True)
     return wd
 
 

@@ -24,19 +24,8 @@ IMAGE = "images/synthetic_480.png"
 
 
 @pytest.fixture(scope="module")
-def dav2_weights_dir(tmp_path_factory, dav2_vits_checkpoint, mergenet_checkpoint):
-    """One store holding the synthetic ViT-S and the synthetic merge net, both through hrjax's converter."""
-    from convert import convert_checkpoint
-
-    wd = tmp_path_factory.mktemp("weights_dav2")
-    convert_checkpoint("dav2_vits", dav2_vits_checkpoint, wd, allow_unknown=True)
-    convert_checkpoint("mergenet", mergenet_checkpoint, wd, allow_unknown=True)
-    return wd
-
-
-@pytest.fixture(scope="module")
-def dav2_models(dav2_weights_dir):
-    return load_models(dav2_weights_dir, base="dav2_vits")
+def dav2_models(dav2_weights_dir, weights_dir):
+    return load_models(dav2_weights_dir, base="dav2_vits", merge_weights_dir=weights_dir)
 
 
 def test_dav2_base_description():
@@ -96,14 +85,14 @@ def test_dav2_final_batch_invariant(golden, dav2_models, tmp_path):
     assert np.abs(one.depth - many.depth).max() <= 1e-6 * np.ptp(one.depth)
 
 
-def test_dav2_through_the_cli(golden, dav2_weights_dir, dav2_models, tmp_path):
+def test_dav2_through_the_cli(golden, dav2_weights_dir, weights_dir, dav2_models, tmp_path):
     """``hrjax boost --model dav2_vits --mode r20 --save npy`` writes the library's result (defaults both, on a
     half-size synthetic_480 so the default run stays cheap)."""
     src = _half_size(golden, tmp_path)
     out = tmp_path / "out"
     r = CliRunner().invoke(cli.app, ["boost", str(src), "--output", str(out), "--model", "dav2_vits",
                                      "--mode", "r20", "--save", "npy", "--weights-dir", str(dav2_weights_dir),
-                                     "--max-batch", "1", "--quiet"])
+                                     "--merge-weights", str(weights_dir), "--max-batch", "1", "--quiet"])
     assert r.exit_code == 0, r.output
     expected = boost(dav2_models, read_image(src), BoostConfig(mode="r20", max_batch=1)).depth
     np.testing.assert_array_equal(np.load(out / "small.npy"), expected)
