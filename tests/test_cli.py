@@ -121,11 +121,15 @@ def test_usage_errors_exit_2(tmp_path, images):
     empty = tmp_path / "empty"
     empty.mkdir()
     for args in (["--mode", "r5"], ["--save", "png16,exr"], ["--max-res", "0"], ["--device", "abacus"],
-                 ["--max-batch", "0"]):
+                 ["--max-batch", "0"], ["--grouped-conv", "dense"]):
         r = invoke(["boost", images, "--output", tmp_path / "o", "--weights-dir", empty, *args])
         assert r.exit_code == 2, (args, r.output)
     r = invoke(["boost", images, "--output", images / "good_a.png"])
     assert r.exit_code == 2 and "not a folder" in r.output
+    # the tests set $HRJAX_GROUPED_CONV (conftest): a bad value there is a usage error as well, named
+    r = CliRunner().invoke(cli.app, ["boost", str(images), "--output", str(tmp_path / "o"), "--weights-dir",
+                                     str(empty)], env={"HRJAX_GROUPED_CONV": "dense"})
+    assert r.exit_code == 2 and "--grouped-conv" in r.output
 
 
 def test_missing_weights_fail_fast_without_jax(tmp_path, images):
@@ -165,6 +169,24 @@ def test_unavailable_device_is_a_usage_error(tmp_path, images, weights_dir):
     assert r.exit_code == 2, r.output
     assert "--device tpu" in r.output and "no tpu device" in r.output
     assert not (tmp_path / "o" / "good_a.png").exists()
+
+
+def test_grouped_conv_option_reaches_the_models(tmp_path, images, weights_dir, monkeypatch):
+    """--grouped-conv (default: $HRJAX_GROUPED_CONV, which conftest sets) is what load_models is given."""
+    from hrjax.pipeline import networks
+    from hrjax.weights.store import WeightsError
+
+    seen = []
+
+    def load_models(*args, grouped_impl="auto", **kwargs):
+        seen.append(grouped_impl)
+        raise WeightsError("stop here")
+    monkeypatch.setattr(networks, "load_models", load_models)
+    for args, env in (([], {"HRJAX_GROUPED_CONV": "split"}), (["--grouped-conv", "auto"], {})):
+        r = CliRunner().invoke(cli.app, [str(a) for a in ["boost", images / "good_a.png", "--output", tmp_path / "o",
+                                         "--weights-dir", weights_dir, "--no-cache", *args]], env=env)
+        assert r.exit_code == 2 and "stop here" in r.output, r.output
+    assert seen == ["split", "auto"]
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -14,18 +14,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hrjax.models.precision import PRECISIONS  # noqa: F401  (the settings of configure)
+# the settings of configure (their meaning is documented there)
+from hrjax.models.precision import GROUPED_IMPLS, PRECISIONS
 from hrjax.weights.keys import Layout
 
 HIGHEST = jax.lax.Precision.HIGHEST
-
-# Formulations of a grouped convolution (all exact up to float32 summation order):
-# - "native": one lax.conv with feature_group_count; what cuDNN and the TPU compiler are built for.
-# - "split": one dense convolution per group on a channel slice, concatenated. XLA:CPU runs its native grouped
-#   convolution 3-6x slower than this (ResNeXt 3x3, 32 groups of 8-64 channels: 606 vs 134 ms at 256 ch and
-#   256^2, 155 vs 27 ms at 1024 ch and 64^2 on the 2-core CPU), because the grouped kernel is not vectorised.
-# - "auto": "split" on CPU, "native" elsewhere, decided when the function is traced.
-GROUPED_IMPLS = ("auto", "native", "split")
 
 
 def lax_conv(x: jax.Array, w: jax.Array, *, precision: str = "float32", **kwargs) -> jax.Array:

@@ -165,13 +165,14 @@ def _quiet_opencv() -> None:
 
 def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: str = "midas_v21",
         merge_weights_dir: Path | None = None, platform: str | None = None, precision: str = "float32",
-        local_devices: int = 0, cache_dir: Path | None | bool = None, reporter: Reporter,
+        grouped_impl: str = "auto", local_devices: int = 0, cache_dir: Path | None | bool = None,
+        reporter: Reporter,
         emit: Callable[[ImageRecord], None] | None = None) -> list[ImageRecord]:
     """Process ``jobs`` in order; returns one record per job. Raises UsageError (before any image is
     processed) when the device or the weights are unusable. ``cache_dir``: None = the default persistent
     compilation cache, False = none, a path = that folder. ``local_devices``: shard patch batches over the
-    first N local devices of the platform (0 = all accelerators, one CPU; see mesh_for). ``precision``: see
-    hrjax.models.layers.PRECISIONS."""
+    first N local devices of the platform (0 = all accelerators, one CPU; see mesh_for). ``precision``,
+    ``grouped_impl``: see hrjax.models.precision (the results do not depend on ``grouped_impl``)."""
     _quiet_opencv()
     records: list[ImageRecord] = []
     identity = result_identity(config, weights_dir=weights_dir, model=model, merge_weights_dir=merge_weights_dir,
@@ -188,7 +189,7 @@ def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: 
         mesh = mesh_for(platform, local_devices)
         try:
             models = load_models(weights_dir, base=model, merge_weights_dir=merge_weights_dir,
-                                 precision=precision, mesh=mesh)
+                                 precision=precision, grouped_impl=grouped_impl, mesh=mesh)
         except WeightsError as e:
             raise UsageError(str(e)) from None
         if mesh is not None:
