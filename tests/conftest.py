@@ -108,23 +108,56 @@ def synth_state_dicts(golden, synth) -> dict:
             for model in ("midas_v21", "mergenet")}
 
 
-def _synthetic_checkpoint(tmp_path_factory, synth, state_dict, name: str) -> Path:
+def _built_once(tmp_path_factory, name: str, build) -> Path:
+    """``<session temp>/<name>``, filled by ``build(folder)`` once per test session: with pytest-xdist the
+    first worker to need it builds it under a file lock and the others wait for it and reuse it (the
+    checkpoints and converted stores below cost ~30 CPU-s per process). Read-only for the tests: a test that
+    changes a store copies it first."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the workers' temp folders are siblings in the session's
+    folder, done = base / name, base / f"{name}.done"
+    with FileLock(str(base / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
+def _synthetic_checkpoint(tmp_path_factory, request, model: str, filename: str) -> Path:
+    """The synthetic ``model`` as a plain torch state_dict (the official layout of MiDaS, the merge net and
+    Depth Anything V2), written once per session. The state dicts are built only by the process that writes."""
     pytest.importorskip("torch")
-    out = tmp_path_factory.mktemp("ckpt") / name
-    synth.save_torch(state_dict, out)
-    return out
+
+    def build(folder: Path) -> None:
+        request.getfixturevalue("synth").save_torch(request.getfixturevalue(model), folder / filename)
+    return _built_once(tmp_path_factory, f"ckpt_{Path(filename).stem}", build) / filename
 
 
 @pytest.fixture(scope="session")
-def midas_checkpoint(tmp_path_factory, synth, synth_state_dicts) -> Path:
+def midas_state_dict(synth_state_dicts) -> dict:
+    return synth_state_dicts["midas_v21"]
+
+
+@pytest.fixture(scope="session")
+def mergenet_state_dict(synth_state_dicts) -> dict:
+    return synth_state_dicts["mergenet"]
+
+
+@pytest.fixture(scope="session")
+def midas_checkpoint(tmp_path_factory, request) -> Path:
     """Synthetic MiDaS v2.1 checkpoint in the official layout (plain torch state_dict), written once."""
-    return _synthetic_checkpoint(tmp_path_factory, synth, synth_state_dicts["midas_v21"], "midas_v21-f6b98070.pt")
+    return _synthetic_checkpoint(tmp_path_factory, request, "midas_state_dict", "midas_v21-f6b98070.pt")
 
 
 @pytest.fixture(scope="session")
-def mergenet_checkpoint(tmp_path_factory, synth, synth_state_dicts) -> Path:
+def mergenet_checkpoint(tmp_path_factory, request) -> Path:
     """Synthetic merge-net checkpoint in the official layout (plain torch state_dict), written once."""
-    return _synthetic_checkpoint(tmp_path_factory, synth, synth_state_dicts["mergenet"], "latest_net_G.pth")
+    return _synthetic_checkpoint(tmp_path_factory, request, "mergenet_state_dict", "latest_net_G.pth")
 
 
 @pytest.fixture(scope="session")
@@ -135,26 +168,27 @@ def leres_state_dict(golden, synth) -> dict:
 
 
 @pytest.fixture(scope="session")
-def leres_checkpoint(tmp_path_factory, leres_state_dict) -> Path:
+def leres_checkpoint(tmp_path_factory, request) -> Path:
     """The synthetic LeReS weights in the official ``res101.pth`` layout, written once: the state_dict under
     ``checkpoint["depth_model"]`` with nn.DataParallel's ``module.`` prefix on every key (SPEC 7), beside
     another entry the converter must ignore (the real file also holds the point-cloud modules)."""
     import collections
 
     torch = pytest.importorskip("torch")
-    # np.array(..., order="C"): 0-d entries (num_batches_tracked) stay 0-d, as in synth_weights.save_torch
-    sd = collections.OrderedDict((f"module.{k}", torch.from_numpy(np.array(v, order="C", copy=True)))
-                                 for k, v in leres_state_dict.items())
-    out = tmp_path_factory.mktemp("ckpt") / "res101.pth"
-    torch.save({"depth_model": sd, "shift_model": collections.OrderedDict()}, out)
-    return out
+
+    def build(folder: Path) -> None:
+        # np.array(..., order="C"): 0-d entries (num_batches_tracked) stay 0-d, as in synth_weights.save_torch
+        sd = collections.OrderedDict((f"module.{k}", torch.from_numpy(np.array(v, order="C", copy=True)))
+                                     for k, v in request.getfixturevalue("leres_state_dict").items())
+        torch.save({"depth_model": sd, "shift_model": collections.OrderedDict()}, folder / "res101.pth")
+    return _built_once(tmp_path_factory, "ckpt_res101", build) / "res101.pth"
 
 
 @pytest.fixture(scope="session")
-def leres_weights_dir(tmp_path_factory, leres_checkpoint) -> Path:
+def leres_weights_dir(tmp_path_factory, request) -> Path:
     """A weights store holding the synthetic LeReS, converted once with hrjax's converter (read-only: a test
     that changes a store copies it first). Its own folder: ``weights_dir``'s listing stays MiDaS + merge net."""
-    return _converted_store(tmp_path_factory, "weights_leres", {"leres_res101": leres_checkpoint})
+    return _converted_store(tmp_path_factory, request, "weights_leres", {"leres_res101": "leres_checkpoint"})
 
 
 @pytest.fixture(scope="session")
@@ -164,35 +198,38 @@ def dav2_vits_state_dict(golden, synth) -> dict:
 
 
 @pytest.fixture(scope="session")
-def dav2_vits_checkpoint(tmp_path_factory, synth, dav2_vits_state_dict) -> Path:
+def dav2_vits_checkpoint(tmp_path_factory, request) -> Path:
     """Synthetic ViT-S checkpoint in the layout of the official depth_anything_v2_vits.pth, written once."""
-    return _synthetic_checkpoint(tmp_path_factory, synth, dav2_vits_state_dict, "depth_anything_v2_vits.pth")
+    return _synthetic_checkpoint(tmp_path_factory, request, "dav2_vits_state_dict", "depth_anything_v2_vits.pth")
 
 
 @pytest.fixture(scope="session")
-def weights_dir(tmp_path_factory, midas_checkpoint, mergenet_checkpoint) -> Path:
+def weights_dir(tmp_path_factory, request) -> Path:
     """A weights store holding both synthetic models, converted once with hrjax's own converter.
 
     Shared by every test that only reads it: tests that change a store copy it first."""
-    return _converted_store(tmp_path_factory, "weights",
-                            {"midas_v21": midas_checkpoint, "mergenet": mergenet_checkpoint})
+    return _converted_store(tmp_path_factory, request, "weights",
+                            {"midas_v21": "midas_checkpoint", "mergenet": "mergenet_checkpoint"})
 
 
 @pytest.fixture(scope="session")
-def dav2_weights_dir(tmp_path_factory, dav2_vits_checkpoint) -> Path:
+def dav2_weights_dir(tmp_path_factory, request) -> Path:
     """A store holding the synthetic Depth Anything V2 ViT-S only (read-only; the merge net comes from
     ``weights_dir``, as for LeReS: converted once per session, not once per base)."""
-    return _converted_store(tmp_path_factory, "weights_dav2", {"dav2_vits": dav2_vits_checkpoint})
+    return _converted_store(tmp_path_factory, request, "weights_dav2", {"dav2_vits": "dav2_vits_checkpoint"})
 
 
-def _converted_store(tmp_path_factory, folder: str, checkpoints: dict[str, Path]) -> Path:
-    """A new weights store holding each ``{model: official checkpoint}``, through hrjax's own converter."""
-    from convert import convert_checkpoint
+def _converted_store(tmp_path_factory, request, folder: str, checkpoints: dict[str, str]) -> Path:
+    """A weights store holding each ``{model: fixture giving its official checkpoint}``, converted by hrjax's
+    own converter once per session (the checkpoints are written only if the store is not there yet)."""
+    pytest.importorskip("torch")
 
-    wd = tmp_path_factory.mktemp(folder)
-    for model, checkpoint in checkpoints.items():
-        convert_checkpoint(model, checkpoint, wd, allow_unknown=True)
-    return wd
+    def build(wd: Path) -> None:
+        from convert import convert_checkpoint
+
+        for model, checkpoint in checkpoints.items():
+            convert_checkpoint(model, request.getfixturevalue(checkpoint), wd, allow_unknown=True)
+    return _built_once(tmp_path_factory, folder, build)
 
 
 @pytest.fixture(scope="session")
