@@ -266,6 +266,10 @@ def boost_cmd(
         "float32", "--precision", case_sensitive=False,
         help="Convolution arithmetic: float32 (reproduces the reference), tf32 (TF32 tensor cores on NVIDIA "
              "GPUs; float32 on CPU) or bfloat16 (fast mode: bf16 operands, float32 accumulation)"),
+    buckets: bool = typer.Option(False, "--buckets", help="Whole-image network passes on a fixed set of "
+                                 "input shapes (nearest aspect ratio and size bucket): a folder of mixed photos "
+                                 "compiles a fixed set of programs; not parity (README: Bucketed whole-image "
+                                 "passes)"),
     grouped_conv: GroupedConv = typer.Option(
         "auto", "--grouped-conv", case_sensitive=False, envvar="HRJAX_GROUPED_CONV",
         help="How the ResNeXt grouped convolutions (MiDaS, LeReS) run: auto = split on CPU, native elsewhere. "
@@ -337,7 +341,7 @@ def boost_cmd(
     try:
         from hrjax.bases import get_base
         config = BoostConfig(mode=mode, max_res=math.inf if max_res is None else max_res,
-                             output_resolution=output_resolution, max_batch=max_batch,
+                             output_resolution=output_resolution, max_batch=max_batch, buckets=buckets,
                              receptive_field=get_base(model).receptive_field)
     except ValueError as e:
         raise usage(str(e))

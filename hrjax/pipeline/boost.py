@@ -28,6 +28,7 @@ from hrjax.ops.mask import patch_mask
 from hrjax.models.mergenet import MERGE_SIZE
 from hrjax.pipeline import canvas, kernels
 from hrjax.pipeline.batching import chunks
+from hrjax.pipeline.buckets import bucketed_input_size
 from hrjax.pipeline.config import BoostConfig
 from hrjax.pipeline.estimates import SingleEstimates, single_estimates
 from hrjax.pipeline.image import to_rgb_float64
@@ -168,8 +169,11 @@ def _whole_image(models: Models, img: np.ndarray, p: Plan, config: BoostConfig,
     rf = config.receptive_field
     image_dev = jnp.asarray(img, jnp.float32)
     whole = [Crop(0, 0, h_in, w_in)]
-    low = _single(models, image_dev, whole, rf, config, keep_at_crop=keep, canvas_quantum=1)
-    high = _single(models, image_dev, whole, p.R, config, keep_at_crop=keep, canvas_quantum=1)
+    # opt-in: network input shapes from a fixed set instead of the image's exact geometry (pipeline/buckets.py)
+    input_size = bucketed_input_size(models.base, rf, config.max_net_input) if config.buckets else None
+    low = _single(models, image_dev, whole, rf, config, keep_at_crop=keep, canvas_quantum=1, input_size=input_size)
+    high = _single(models, image_dev, whole, p.R, config, keep_at_crop=keep, canvas_quantum=1,
+                   input_size=input_size)
     log = _CallLog(midas_calls=[(h_in, w_in, rf), (h_in, w_in, p.R)],
                    net_shapes=[low.net_shapes[0], high.net_shapes[0]], merge_calls=1)
     w = kernels.double_from_estimates(models.merge_graphdef, models.merge_state, low.at_merge, high.at_merge)[0]

@@ -24,6 +24,9 @@ class BoostConfig:
     max_net_input: the reference's GPU_threshold: base-network requests above this are clamped (SPEC 1.1, Q14).
     max_batch: most images in one batched network call (bounds device memory); 0 = chosen from the free memory
       of the device (``hrjax.pipeline.batching.auto_max_batch``; 1 on CPU). Results do not depend on it.
+    buckets: run the whole-image network passes on a fixed set of input shapes (nearest aspect ratio and size
+      bucket, :mod:`hrjax.pipeline.buckets`) instead of the reference's exact ones, so a folder of mixed photos
+      compiles a fixed set of programs. Not parity: the deviation is in the README. Default off.
     """
 
     mode: str = "final"
@@ -32,6 +35,7 @@ class BoostConfig:
     output_resolution: str = "input"
     max_net_input: int = 1568
     max_batch: int = 0
+    buckets: bool = False
 
     def __post_init__(self):
         if self.mode not in MODES:

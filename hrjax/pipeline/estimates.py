@@ -37,7 +37,8 @@ class SingleEstimates:
 
 def single_estimates(base: BaseNetwork, graphdef, state, image: jax.Array, crops: list[Crop], msize: int, *,
                      batcher: Batcher, max_net_input: int, keep_at_crop: bool = True, canvas_quantum: int = 64,
-                     on_chunk: Callable[[int], None] | None = None) -> SingleEstimates:
+                     on_chunk: Callable[[int], None] | None = None,
+                     input_size: Callable[[int, int, int], tuple[int, int]] | None = None) -> SingleEstimates:
     """Base-network single estimates (SPEC 3.2) of many crops of one image at one requested size.
 
     Batched per network input shape and built chunk by chunk (:func:`hrjax.pipeline.batching.chunks`), with one
@@ -55,13 +56,15 @@ def single_estimates(base: BaseNetwork, graphdef, state, image: jax.Array, crops
       keep_at_crop: also return each estimate at its crop size on the host (else ``at_crop`` holds None).
       canvas_quantum: crop sizes are rounded up to this on the device (1: exact shapes, for one-off crops).
       on_chunk: called after each chunk with the number of crops done so far (waits for the chunk).
+      input_size: the network input (rows, cols) of an h x w crop at msize; default ``base.input_size`` (the
+        reference's rule; :mod:`hrjax.pipeline.buckets` gives the bucketed one).
 
     Returns:
       :class:`SingleEstimates` in the order of ``crops``.
     """
     msize = min(msize, max_net_input)
     H, W = image.shape[:2]
-    net = [base.input_size(c.h, c.w, msize) for c in crops]
+    net = [(input_size or base.input_size)(c.h, c.w, msize) for c in crops]
     at_crop: list[np.ndarray | None] = [None] * len(crops)
     at_merge: list[jax.Array | None] = [None] * len(crops)
     done = 0

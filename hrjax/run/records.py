@@ -40,7 +40,11 @@ def result_identity(config, *, weights_dir: Path, model: str = "midas_v21", merg
             return None  # missing: the run stops at loading anyway
         return {"source_sha256": info.source_sha256, "arrays_sha256": getattr(info, "arrays_sha256", None)}
 
+    # an option added after results were first recorded joins the identity only when it is on, so the records
+    # of earlier runs with it off still match
+    extra = {"buckets": True} if config.buckets else {}
     return _jsonable({
+        **extra,
         "hrjax": __version__, "mode": config.mode,
         "max_res": None if math.isinf(config.max_res) else float(config.max_res),
         "output_resolution": config.output_resolution, "receptive_field": config.receptive_field,
