@@ -26,10 +26,11 @@ def _jsonable(x):
 
 
 def result_identity(config, *, weights_dir: Path, model: str = "midas_v21", merge_weights_dir: Path | None = None,
-                    precision: str = "float32") -> dict:
+                    precision: str = "float32", ply: dict | None = None) -> dict:
     """What an image's outputs depend on besides the input: the options that change the result, the weights'
     identity (from each store's hrjax.json) and the hrjax version. ``max_batch`` and the device layout are
-    left out: results do not depend on them."""
+    left out: results do not depend on them. ``ply``: the point cloud's options when one is written
+    (``PlyOptions.identity``; absent otherwise, so records of runs without one keep matching)."""
     from hrjax import __version__
     from hrjax.weights.store import WeightsError, read_info
 
@@ -40,8 +41,9 @@ def result_identity(config, *, weights_dir: Path, model: str = "midas_v21", merg
             return None  # missing: the run stops at loading anyway
         return {"source_sha256": info.source_sha256, "arrays_sha256": getattr(info, "arrays_sha256", None)}
 
+    extra = {"ply": ply} if ply is not None else {}
     return _jsonable({
-        "hrjax": __version__, "mode": config.mode,
+        **extra, "hrjax": __version__, "mode": config.mode,
         "max_res": None if math.isinf(config.max_res) else float(config.max_res),
         "output_resolution": config.output_resolution, "receptive_field": config.receptive_field,
         "max_net_input": config.max_net_input, "precision": precision, "model": model,
