@@ -442,10 +442,12 @@ def boost_cmd(
 def _register_subcommands() -> None:
     """Commands that live with their subsystems (evaluation, training)."""
     from hrjax.eval.cli import register as register_evaluate
+    from hrjax.serve.cli import register as register_serve
     from hrjax.train.cli import register as register_train
 
     register_evaluate(app)
     register_train(app)
+    register_serve(app)
 
 
 _register_subcommands()

@@ -21,7 +21,7 @@ from hrjax.run.outputs import (NEEDS_PLAIN, RunOptions, check_inside, output_pat
                                patches_index_path)
 from hrjax.run.records import input_identity, is_complete, result_identity, write_record
 from hrjax.run.report import Reporter
-from hrjax.run.setup import mesh_for, select_device
+from hrjax.run.setup import load_run_models
 
 @dataclass
 class ImageRecord:
@@ -199,18 +199,9 @@ def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: 
     pending = [opts.overwrite or not is_complete(opts, j, identity) for j in jobs]
     models = dev = None
     if any(pending):
-        dev = select_device(platform)
-        if cache_dir is not False:
-            from hrjax import compile_cache
-            compile_cache.enable(cache_dir if cache_dir is not None else None)
-        from hrjax.pipeline.networks import load_models
-        from hrjax.weights.store import WeightsError
-        mesh = mesh_for(platform, local_devices)
-        try:
-            models = load_models(weights_dir, base=model, merge_weights_dir=merge_weights_dir,
-                                 precision=precision, mesh=mesh)
-        except WeightsError as e:
-            raise UsageError(str(e)) from None
+        models, dev, mesh = load_run_models(weights_dir, model=model, merge_weights_dir=merge_weights_dir,
+                                            platform=platform, precision=precision, local_devices=local_devices,
+                                            cache_dir=cache_dir)
         if mesh is not None:
             reporter.message(f"patch batches sharded over {mesh.devices.size} devices")
 
