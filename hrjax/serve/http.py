@@ -14,7 +14,9 @@ Errors are JSON ``{"error": message}`` with a 4xx/5xx status.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from urllib.parse import parse_qsl, urlsplit
@@ -78,16 +80,18 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     # ---------------------------------------------------------------------------------------------- replies
-    def _send(self, status: int, body: bytes, ctype: str, extra: dict | None = None) -> None:
+    def _send(self, status: int, body: bytes | None, ctype: str, extra: dict | None = None,
+              length: int | None = None) -> None:
+        """Status and headers, then ``body`` (None: the caller writes ``length`` bytes itself)."""
         self.send_response(status)
         self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(body) if body is not None else length))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
         for k, v in (extra or {}).items():
             self.send_header(k, v)
         self.end_headers()
-        if self.command != "HEAD":
+        if body is not None and self.command != "HEAD":
             self.wfile.write(body)
 
     def _json(self, status: int, obj) -> None:
@@ -119,7 +123,14 @@ class Handler(BaseHTTPRequestHandler):
         extra = {}
         if dict(parse_qsl(urlsplit(self.path).query)).get("download"):
             extra["Content-Disposition"] = f'attachment; filename="{name}"'
-        self._send(200, path_.read_bytes(), CONTENT_TYPES[kind], extra)
+        try:
+            f = open(path_, "rb")
+        except FileNotFoundError:  # the job was just dropped (keep_jobs)
+            return self._error(404, f"job {job_id} has no file {kind!r} any more")
+        with f:  # streamed: a 50-megapixel image's PLY is ~750 MB
+            self._send(200, None, CONTENT_TYPES[kind], extra, length=os.fstat(f.fileno()).st_size)
+            if self.command != "HEAD":
+                shutil.copyfileobj(f, self.wfile, 1 << 20)
 
     do_HEAD = do_GET
 
