@@ -241,9 +241,20 @@ def boost_cmd(
                                    "16-bit like the reference, min-max scaled), png8 (<stem>_8bit.png, 8-bit "
                                    "gray), npy (<stem>.npy) and pfm (<stem>.pfm, MiDaS's layout): the float32 "
                                    "map the PNGs scale, not rescaled (nominally [0, 1], a little outside it), "
-                                   "color (<stem>_color.png, 8-bit preview in --colormap)"),
-    colormap: str = typer.Option("inferno", "--colormap", help="Colour map of --save color: inferno (the "
-                                 "reference's), magma, plasma, viridis, cividis, turbo or jet"),
+                                   "color (<stem>_color.png, 8-bit preview in --colormap), ply (<stem>.ply, "
+                                   "coloured point cloud, see --fov), compare (<stem>_compare.png: input | plain "
+                                   "| boosted), plain (<stem>_plain.png, 16-bit: the base network's single "
+                                   "pass on the whole image)"),
+    colormap: str = typer.Option("inferno", "--colormap", help="Colour map of --save color and compare: inferno "
+                                 "(the reference's), magma, plasma, viridis, cividis, turbo or jet"),
+    fov: float = typer.Option(60.0, "--fov", help="--save ply: horizontal field of view of the pinhole camera "
+                              "in degrees (principal point at the image centre)"),
+    ply_near: float = typer.Option(1.0, "--ply-near", help="--save ply: depth the map's nearest value is "
+                                   "placed at (the scale is arbitrary: relative maps have none)"),
+    ply_far: float = typer.Option(10.0, "--ply-far", help="--save ply: depth of its farthest value; every point "
+                                  "lies between the two planes, far/near sets the relief"),
+    ply_stride: int = typer.Option(1, "--ply-stride", min=1, help="--save ply: keep every N-th pixel in x and "
+                                   "y (a 50 MP image is 50 M points at 1)"),
     save_whole: bool = typer.Option(False, "--save-whole", help="Also write the whole-image double estimate "
                                     "(resized like the result) to <output>/whole/<stem>.png"),
     save_patches: bool = typer.Option(False, "--save-patches", help="Also write each patch's 1024^2 double "
@@ -335,6 +346,11 @@ def boost_cmd(
     from hrjax.io import COLORMAPS
     if colormap.lower() not in COLORMAPS:
         raise usage(f"unknown --colormap '{colormap}'; choose from {', '.join(COLORMAPS)}")
+    from hrjax.pointcloud import PlyOptions
+    try:
+        ply_options = PlyOptions(fov=fov, near=ply_near, far=ply_far, stride=ply_stride)
+    except ValueError as e:
+        raise usage(str(e))
     if output.exists() and not output.is_dir():
         raise usage(f"--output {output} exists and is not a folder")
     from hrjax.pipeline.config import BoostConfig
@@ -374,7 +390,7 @@ def boost_cmd(
         raise usage(f"no images found in {', '.join(map(str, inputs))} (extensions: "
                     f"{' '.join(IMAGE_EXTENSIONS)}{'' if recursive else '; --recursive for sub-folders'})")
     opts = RunOptions(output=output, save=formats, save_whole=save_whole, save_patches=save_patches,
-                      overwrite=overwrite, max_pixels=max_pixels, colormap=colormap.lower())
+                      overwrite=overwrite, max_pixels=max_pixels, colormap=colormap.lower(), ply=ply_options)
 
     def emit(rec):
         if json_out:
@@ -438,10 +454,12 @@ def boost_cmd(
 def _register_subcommands() -> None:
     """Commands that live with their subsystems (evaluation, training)."""
     from hrjax.eval.cli import register as register_evaluate
+    from hrjax.serve.cli import register as register_serve
     from hrjax.train.cli import register as register_train
 
     register_evaluate(app)
     register_train(app)
+    register_serve(app)
 
 
 _register_subcommands()

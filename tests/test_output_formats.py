@@ -79,7 +79,7 @@ def test_runner_writes_every_format(tmp_path, monkeypatch):
     import hrjax.pipeline.boost as pb
 
     plan = SimpleNamespace(R=384, K=0.5, n_patches=0, factor=None, boost=False)
-    monkeypatch.setattr(pb, "boost", lambda *a, **k: SimpleNamespace(depth=D, plan=plan, timings={}))
+    monkeypatch.setattr(pb, "boost", lambda *a, **k: SimpleNamespace(depth=D, plan=plan, timings={}, plain=None))
     img = tmp_path / "in.png"
     cv2.imwrite(str(img), np.zeros((6, 8, 3), np.uint8))
     opts = RunOptions(output=tmp_path / "out", save=parse_save(["png16,png8,npy,pfm,color"]),

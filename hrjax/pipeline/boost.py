@@ -53,6 +53,9 @@ class BoostResult:
     merge_calls: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     whole: np.ndarray | None = None  # with keep_intermediates: W at the depth's resolution (resized like it)
+    # with keep_plain: the plain estimate, the base network's single pass on the whole image at its receptive
+    # field (the reference's whole_single_low: what running the base network alone gives), resized like depth
+    plain: np.ndarray | None = None
 
     def call_log(self) -> dict[str, np.ndarray]:
         """The reference's call log (golden keys ``midas_call_shapes`` (the base network's, whichever it is),
@@ -83,7 +86,8 @@ def _resize_map(m: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
 
 def boost(models: Models, image: np.ndarray, config: BoostConfig = BoostConfig(), *,
           keep_intermediates: bool = False, progress: Progress | None = None,
-          on_plan: Callable[[Plan], None] | None = None, on_patch: PatchCallback | None = None) -> BoostResult:
+          on_plan: Callable[[Plan], None] | None = None, on_patch: PatchCallback | None = None,
+          keep_plain: bool = False) -> BoostResult:
     """Estimate the depth of ``image`` with the boosting method (SPEC 1.3).
 
     Args:
@@ -98,6 +102,8 @@ def boost(models: Models, image: np.ndarray, config: BoostConfig = BoostConfig()
       on_plan: ``on_plan(plan)``, called once the plan is made, before any network pass (for time estimates).
       on_patch: ``on_patch(patch_id, map)``, called with each patch's 1024^2 double estimate (SPEC 5.4 step 3),
         in merge order (``--save-patches``).
+      keep_plain: set ``result.plain``, the base network's single pass on the whole image at its receptive
+        field (computed anyway; this only keeps it), at the depth's resolution (``--save compare``).
 
     Returns:
       A :class:`BoostResult` whose ``depth`` is float32 relative inverse depth for MiDaS (larger = nearer) and
@@ -118,7 +124,7 @@ def boost(models: Models, image: np.ndarray, config: BoostConfig = BoostConfig()
 
     t = time.perf_counter()
     report("whole image", 0, 1)
-    whole_double, whole_log = _whole_image(models, img, p, config, keep_intermediates)
+    whole_double, whole_log, plain = _whole_image(models, img, p, config, keep_intermediates, keep_plain)
     _log_into(result, whole_log)
     result.timings["whole"] = time.perf_counter() - t
     report("whole image", 1, 1)
@@ -133,6 +139,8 @@ def boost(models: Models, image: np.ndarray, config: BoostConfig = BoostConfig()
         # SPEC 1.3 steps 4 / 12 (and Q12): CUBIC to exactly the input size; a same-size resize is a copy
         native = _resize_map(jnp.asarray(native), (h_in, w_in))
     result.depth = np.asarray(native, np.float32)
+    if keep_plain:  # at the input size: resized like the result (a same-size resize is a copy)
+        result.plain = np.asarray(_resize_map(jnp.asarray(plain, jnp.float32), result.depth.shape), np.float32)
     if keep_intermediates:
         result.intermediates["written_float"] = result.depth
         # W resized like the result (--save-whole): the result itself when W is the result
@@ -162,16 +170,18 @@ def _log_into(result: BoostResult, log: _CallLog) -> None:
     result.intermediates.update(log.intermediates)
 
 
-def _whole_image(models: Models, img: np.ndarray, p: Plan, config: BoostConfig,
-                 keep: bool) -> tuple[jax.Array, _CallLog]:
-    """The whole-image double estimate W, 1024^2 (SPEC 1.3 step 3; 3.1 with low = RF, high = R)."""
+def _whole_image(models: Models, img: np.ndarray, p: Plan, config: BoostConfig, keep: bool,
+                 keep_plain: bool = False) -> tuple[jax.Array, _CallLog, np.ndarray | None]:
+    """The whole-image double estimate W, 1024^2 (SPEC 1.3 step 3; 3.1 with low = RF, high = R), and with
+    ``keep_plain`` its low single estimate at the input size (else None)."""
     h_in, w_in = img.shape[:2]
     rf = config.receptive_field
     image_dev = jnp.asarray(img, jnp.float32)
     whole = [Crop(0, 0, h_in, w_in)]
     # opt-in: network input shapes from a fixed set instead of the image's exact geometry (pipeline/buckets.py)
     input_size = bucketed_input_size(models.base, rf, config.max_net_input) if config.buckets else None
-    low = _single(models, image_dev, whole, rf, config, keep_at_crop=keep, canvas_quantum=1, input_size=input_size)
+    low = _single(models, image_dev, whole, rf, config, keep_at_crop=keep or keep_plain, canvas_quantum=1,
+                  input_size=input_size)
     high = _single(models, image_dev, whole, p.R, config, keep_at_crop=keep, canvas_quantum=1,
                    input_size=input_size)
     log = _CallLog(midas_calls=[(h_in, w_in, rf), (h_in, w_in, p.R)],
@@ -180,7 +190,7 @@ def _whole_image(models: Models, img: np.ndarray, p: Plan, config: BoostConfig,
     if keep:
         log.intermediates.update(whole_single_low=low.at_crop[0], whole_single_high=high.at_crop[0],
                                  whole_double=np.asarray(w), whole_high_msize_requested=np.int64(p.R))
-    return jax.block_until_ready(w), log
+    return jax.block_until_ready(w), log, (low.at_crop[0] if keep_plain else None)
 
 
 def _local_boost(models: Models, whole_double: jax.Array, p: Plan, config: BoostConfig, keep: bool,

@@ -17,10 +17,11 @@ import numpy as np
 
 from hrjax.run.exits import UsageError
 from hrjax.run.inputs import Job
-from hrjax.run.outputs import RunOptions, check_inside, output_paths, patch_path, patches_index_path
+from hrjax.run.outputs import (NEEDS_PLAIN, RunOptions, check_inside, output_paths, patch_path,
+                               patches_index_path)
 from hrjax.run.records import input_identity, is_complete, result_identity, write_record
 from hrjax.run.report import Reporter
-from hrjax.run.setup import mesh_for, select_device
+from hrjax.run.setup import load_run_models
 
 @dataclass
 class ImageRecord:
@@ -75,7 +76,8 @@ def process_image(models, job: Job, config, opts: RunOptions, progress: Progress
         rec.timings["read"] = time.perf_counter() - t0
         patch_maps: list[tuple[int, np.ndarray]] = []  # each patch's double estimate, kept for --save-patches
         result = boost(models, img, config, keep_intermediates=opts.save_whole, progress=progress, on_plan=on_plan,
-                       on_patch=(lambda pid, m: patch_maps.append((pid, m))) if opts.save_patches else None)
+                       on_patch=(lambda pid, m: patch_maps.append((pid, m))) if opts.save_patches else None,
+                       keep_plain=any(f in opts.save for f in NEEDS_PLAIN))
         p = result.plan
         rec.R, rec.K, rec.n_patches = int(p.R), float(p.K), int(p.n_patches)
         rec.factor = float(p.factor) if p.factor is not None else None
@@ -86,6 +88,8 @@ def process_image(models, job: Job, config, opts: RunOptions, progress: Progress
         whole = result.whole if "whole" in paths else None
         if whole is not None:
             io.check_finite(whole, "whole-image estimate")
+        if result.plain is not None:
+            io.check_finite(result.plain, "plain estimate")
         planned = list(paths.values()) + ([patches_index_path(opts, job)] if opts.save_patches else [])
         for q in planned:
             check_inside(opts.output, q)
@@ -119,8 +123,11 @@ def process_image(models, job: Job, config, opts: RunOptions, progress: Progress
                 rec.timings["save_patches"] = time.perf_counter() - tp
             # the main result last
             writers = {"npy": io.write_npy, "color": lambda path, d: io.write_color(path, d, opts.colormap),
-                       "png16": io.write_png16, "png8": io.write_png8, "pfm": io.write_pfm}
-            for f in ("npy", "pfm", "png8", "color", "png16"):
+                       "png16": io.write_png16, "png8": io.write_png8, "pfm": io.write_pfm,
+                       "plain": lambda path, d: io.write_png16(path, result.plain),
+                       "ply": lambda path, d: _write_ply(path, img, d, models.base.output, opts),
+                       "compare": lambda path, d: _write_compare(path, img, result.plain, d, opts)}
+            for f in ("npy", "pfm", "png8", "color", "plain", "compare", "ply", "png16"):
                 if f in paths:
                     writers[f](paths[f], result.depth)
                     written.append(paths[f])
@@ -153,6 +160,19 @@ def process_image(models, job: Job, config, opts: RunOptions, progress: Progress
     return rec
 
 
+def _write_ply(path: Path, img: np.ndarray, depth: np.ndarray, output: str, opts: RunOptions) -> None:
+    from hrjax import io
+    from hrjax.pointcloud import ply_bytes, to_uint8_rgb
+    io.atomic_write_bytes(path, ply_bytes(to_uint8_rgb(img), depth, output, opts.ply))
+
+
+def _write_compare(path: Path, img: np.ndarray, plain: np.ndarray, depth: np.ndarray, opts: RunOptions) -> None:
+    from hrjax import io
+    from hrjax.pointcloud import to_uint8_rgb
+    from hrjax.run.compare import compare_image
+    io.atomic_write_bytes(path, io.encode_png(compare_image(to_uint8_rgb(img), plain, depth, opts.colormap)))
+
+
 def _quiet_opencv() -> None:
     """OpenCV logs decoder warnings (e.g. "PNG input buffer is incomplete") on stderr; the failure is reported
     with its reason anyway."""
@@ -176,22 +196,13 @@ def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: 
     _quiet_opencv()
     records: list[ImageRecord] = []
     identity = result_identity(config, weights_dir=weights_dir, model=model, merge_weights_dir=merge_weights_dir,
-                               precision=precision)
+                               precision=precision, ply=opts.ply.identity() if "ply" in opts.save else None)
     pending = [opts.overwrite or not is_complete(opts, j, identity) for j in jobs]
     models = dev = None
     if any(pending):
-        dev = select_device(platform)
-        if cache_dir is not False:
-            from hrjax import compile_cache
-            compile_cache.enable(cache_dir if cache_dir is not None else None)
-        from hrjax.pipeline.networks import load_models
-        from hrjax.weights.store import WeightsError
-        mesh = mesh_for(platform, local_devices)
-        try:
-            models = load_models(weights_dir, base=model, merge_weights_dir=merge_weights_dir,
-                                 precision=precision, grouped_impl=grouped_impl, mesh=mesh)
-        except WeightsError as e:
-            raise UsageError(str(e)) from None
+        models, dev, mesh = load_run_models(weights_dir, model=model, merge_weights_dir=merge_weights_dir,
+                                            platform=platform, precision=precision, grouped_impl=grouped_impl,
+                                            local_devices=local_devices, cache_dir=cache_dir)
         if mesh is not None:
             reporter.message(f"patch batches sharded over {mesh.devices.size} devices")
 

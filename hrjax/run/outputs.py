@@ -8,16 +8,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from hrjax.io import DEFAULT_MAX_PIXELS
+from hrjax.pointcloud import PlyOptions
 from hrjax.run.exits import UsageError
 
 if TYPE_CHECKING:
     from hrjax.run.inputs import Job
 
-SAVE_FORMATS = ("png16", "npy", "color", "png8", "pfm")
+SAVE_FORMATS = ("png16", "npy", "color", "png8", "pfm", "ply", "compare", "plain")
 
 
 # format -> file name suffix after the stem (png16 is the main result: its presence marks a finished image)
-SAVE_SUFFIX = {"png16": ".png", "npy": ".npy", "color": "_color.png", "png8": "_8bit.png", "pfm": ".pfm"}
+SAVE_SUFFIX = {"png16": ".png", "npy": ".npy", "color": "_color.png", "png8": "_8bit.png", "pfm": ".pfm",
+               "ply": ".ply", "compare": "_compare.png", "plain": "_plain.png"}
+
+# formats that need the plain estimate (the base network's single pass on the whole image, BoostResult.plain)
+NEEDS_PLAIN = ("compare", "plain")
 
 
 OUTPUT_EXTENSIONS = tuple(sorted({s[s.rindex("."):] for s in SAVE_SUFFIX.values()}))  # ".npy", ".pfm", ".png"
@@ -51,7 +56,8 @@ class RunOptions:
     save_patches: bool = False
     overwrite: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
-    colormap: str = "inferno"     # of the ``color`` preview (hrjax.io.COLORMAPS)
+    colormap: str = "inferno"     # of the ``color`` and ``compare`` previews (hrjax.io.COLORMAPS)
+    ply: PlyOptions = PlyOptions()  # camera and depth range of ``--save ply`` (hrjax.pointcloud)
 
 
 def output_paths(opts: RunOptions, job: Job) -> dict[str, Path]:

@@ -26,10 +26,11 @@ def _jsonable(x):
 
 
 def result_identity(config, *, weights_dir: Path, model: str = "midas_v21", merge_weights_dir: Path | None = None,
-                    precision: str = "float32") -> dict:
+                    precision: str = "float32", ply: dict | None = None) -> dict:
     """What an image's outputs depend on besides the input: the options that change the result, the weights'
     identity (from each store's hrjax.json) and the hrjax version. ``max_batch`` and the device layout are
-    left out: results do not depend on them."""
+    left out: results do not depend on them. ``ply``: the point cloud's options when one is written
+    (``PlyOptions.identity``; absent otherwise, so records of runs without one keep matching)."""
     from hrjax import __version__
     from hrjax.weights.store import WeightsError, read_info
 
@@ -40,12 +41,13 @@ def result_identity(config, *, weights_dir: Path, model: str = "midas_v21", merg
             return None  # missing: the run stops at loading anyway
         return {"source_sha256": info.source_sha256, "arrays_sha256": getattr(info, "arrays_sha256", None)}
 
-    # an option added after results were first recorded joins the identity only when it is on, so the records
-    # of earlier runs with it off still match
+    # options added after results were first recorded join the identity only when they are on (or a PLY is
+    # written), so the records of earlier runs without them still match
     extra = {"buckets": True} if config.buckets else {}
+    if ply is not None:
+        extra["ply"] = ply
     return _jsonable({
-        **extra,
-        "hrjax": __version__, "mode": config.mode,
+        **extra, "hrjax": __version__, "mode": config.mode,
         "max_res": None if math.isinf(config.max_res) else float(config.max_res),
         "output_resolution": config.output_resolution, "receptive_field": config.receptive_field,
         "max_net_input": config.max_net_input, "precision": precision, "model": model,

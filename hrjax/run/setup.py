@@ -58,3 +58,25 @@ def mesh_for(platform: str | None, local_devices: int = 0):
                          f"device(s) here")
     devices = devices[:local_devices or len(devices)]
     return data_mesh(devices) if len(devices) > 1 else None
+
+
+def load_run_models(weights_dir: Path, *, model: str, merge_weights_dir: Path | None = None,
+                    platform: str | None = None, precision: str = "float32", grouped_impl: str = "auto",
+                    local_devices: int = 0, cache_dir: Path | None | bool = None):
+    """What a run needs before its first image, shared by ``hrjax boost`` and ``hrjax serve``: the device
+    (``select_device``), the persistent compilation cache (None = the default folder, False = none), the mesh
+    (``mesh_for``) and the networks. Returns ``(models, device or None, mesh or None)``; raises UsageError for an
+    unavailable device or unusable weights."""
+    dev = select_device(platform)
+    if cache_dir is not False:
+        from hrjax import compile_cache
+        compile_cache.enable(cache_dir if cache_dir is not None else None)
+    from hrjax.pipeline.networks import load_models
+    from hrjax.weights.store import WeightsError
+    mesh = mesh_for(platform, local_devices)
+    try:
+        models = load_models(weights_dir, base=model, merge_weights_dir=merge_weights_dir,
+                             precision=precision, grouped_impl=grouped_impl, mesh=mesh)
+    except WeightsError as e:
+        raise UsageError(str(e)) from None
+    return models, dev, mesh
