@@ -1,0 +1,103 @@
+"""Bring your own estimates (``hrjax merge``, ``hrjax.merge_estimates``) and the plain single pass
+(``hrjax predict``, ``hrjax.predict``), with synthetic weights on a small image.
+
+The merge's acceptance: given the pipeline's own whole-image single estimates it returns the pipeline's r0 map.
+"""
+
+import re
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import cli
+from hrjax import io
+from hrjax.eval.pfm import write_pfm
+from hrjax.pipeline.boost import boost
+from hrjax.pipeline.config import BoostConfig
+from hrjax.pipeline.merge_estimates import EstimateError, merge_estimates
+
+IMAGE = "images/synthetic_480.png"
+
+
+@pytest.fixture(scope="module")
+def small_image(golden):
+    """synthetic_480 at a third (120 x 160): every pass at 384 or below, so each test takes seconds."""
+    img = io.read_image(golden / IMAGE)
+    return cv2.resize(img, (160, 120), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="module")
+def r0_run(native, small_image):
+    return boost(native, small_image, BoostConfig(mode="r0", max_batch=1), keep_intermediates=True)
+
+
+def test_merge_of_the_pipelines_own_estimates_is_its_double_estimate(native, r0_run):
+    low = r0_run.intermediates["whole_single_low"]
+    high = r0_run.intermediates["whole_single_high"]
+    assert low.shape == high.shape == r0_run.depth.shape
+    got = merge_estimates(native, low, high)
+    assert got.shape == r0_run.depth.shape and got.dtype == np.float32
+    np.testing.assert_array_equal(got, r0_run.depth)
+    # the merge net min-maxes its inputs itself (SPEC 4.3): scale and shift change nothing beyond float noise
+    scaled = merge_estimates(native, 10 * low + 3, 0.5 * high - 1)
+    np.testing.assert_allclose(scaled, r0_run.depth, atol=1e-4 * np.ptp(r0_run.depth))
+    # depth=True inverts: a depth map 1/d gives the inverse-depth map d back
+    inv = merge_estimates(native, 1 / (low + 0.5), 1 / (high + 0.5), depth=True)
+    np.testing.assert_allclose(inv, merge_estimates(native, low + 0.5, high + 0.5), atol=1e-4)
+    # polarity matters: a flipped map is not the same merge
+    assert np.abs(merge_estimates(native, -low, -high) - r0_run.depth).max() > 1e-2
+
+
+def test_merge_refuses_bad_maps(native, r0_run):
+    low = r0_run.intermediates["whole_single_low"]
+    nan = low.copy()
+    nan[3, 4] = np.nan
+    bad = {"NaN/infinite": (nan, low), "constant map": (np.full_like(low, 0.5), low),
+           "one (H, W) channel": (np.stack([low] * 3, -1), low),
+           "aspect ratios": (low, low[:, :80]), "takes depth > 0": (low, low)}
+    for what, (a, b) in bad.items():
+        with pytest.raises(EstimateError, match=re.escape(what)):
+            merge_estimates(native, a, b, depth=what == "takes depth > 0")
+
+
+def _invoke(*args):
+    return CliRunner().invoke(cli.app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_merge_cli_formats_and_errors(weights_dir, r0_run, tmp_path):
+    low = r0_run.intermediates["whole_single_low"]
+    high = r0_run.intermediates["whole_single_high"]
+    ins = tmp_path / "in"
+    ins.mkdir()
+    np.save(ins / "low.npy", low)
+    write_pfm(ins / "high.pfm", high)
+    io.write_png16(ins / "low.png", low)
+    io.write_png16(ins / "high.png", high)
+    out = tmp_path / "out"
+    common = ["--weights-dir", weights_dir, "--output", out]
+    r = _invoke("merge", ins / "low.npy", ins / "high.pfm", *common, "--save", "png16,npy,pfm")
+    assert r.exit_code == 0, r.output
+    # the CLI's default grouped conv differs from the test models' only in the base net: the merge is the same
+    np.testing.assert_array_equal(np.load(out / "high.npy"), r0_run.depth)
+    np.testing.assert_array_equal(cv2.imread(str(out / "high.png"), cv2.IMREAD_UNCHANGED),
+                                  io.quantize_16bit(r0_run.depth))
+    assert (out / "high.pfm").is_file()
+    # 16-bit PNGs (quantised: close, not equal) and --name
+    r = _invoke("merge", ins / "low.png", ins / "high.png", *common, "--name", "photo", "--save", "npy")
+    assert r.exit_code == 0, r.output
+    assert np.abs(np.load(out / "photo.npy") - r0_run.depth).max() < 2e-3
+    # errors: a constant map, a different image's shape, a missing file, an output onto an input
+    io.write_png16(ins / "flat.png", np.zeros((120, 160), np.float32))
+    np.save(ins / "wide.npy", low[:, :80])
+    before = sorted(p.name for p in out.iterdir())
+    for args, code, says in [((ins / "flat.png", ins / "high.png"), 1, "constant map"),
+                             ((ins / "low.npy", ins / "wide.npy"), 1, "aspect ratios"),
+                             ((ins / "low.npy", ins / "nope.npy"), 2, "no such file"),
+                             ((ins / "low.npy", ins / "high.png", "--output", ins, "--name", "high"), 2,
+                              "overwrite its input")]:
+        a = list(args) + (common if "--output" not in args else ["--weights-dir", weights_dir])
+        r = _invoke("merge", *a)
+        assert r.exit_code == code and says in r.output, (args, r.output)
+    assert sorted(p.name for p in out.iterdir()) == before  # nothing written by a failed merge
