@@ -16,13 +16,15 @@ values must then be > 0).
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from hrjax.models.mergenet import MERGE_SIZE
-from hrjax.pipeline import canvas, kernels
-from hrjax.pipeline.boost import resize_map
+if TYPE_CHECKING:
+    import jax
+
+# jax, the kernels and the merge net are imported by the functions that run them: ``hrjax merge`` reads and
+# checks its two files (check_estimate, check_pair) before anything heavy loads, so a bad file fails at once.
 
 # Two maps "of one image" may come at different sizes (e.g. a low-resolution network output and a map at the
 # image size), but their aspect ratios must agree: network inputs on a 32- or 14-pixel grid shift it by a few
@@ -75,6 +77,11 @@ def check_pair(low_hw: tuple[int, int], high_hw: tuple[int, int]) -> None:
 def to_merge_size(m: np.ndarray) -> jax.Array:
     """(H, W) float32 -> (1, 1024, 1024): the pipeline's CUBIC resize of a single estimate at its region's size
     to the merge net's input (SPEC 3.1 steps 1-2; cv2's code path for a float32 map of that size)."""
+    import jax.numpy as jnp
+
+    from hrjax.models.mergenet import MERGE_SIZE
+    from hrjax.pipeline import canvas, kernels
+
     h, w = m.shape
     v = canvas.variant(np.float32, (h, w))
     cy = canvas.resize_from_canvas(h, MERGE_SIZE, h, v)[None]
@@ -86,6 +93,9 @@ def merge_maps(merge_graphdef, merge_state, low, high, *, depth: bool = False,
                size: tuple[int, int] | None = None) -> np.ndarray:
     """The double-estimation merge of ``low`` and ``high`` with the merge network ``(merge_graphdef,
     merge_state)`` (``hrjax.weights.load.load_model("mergenet")``); see :func:`merge_estimates`."""
+    from hrjax.pipeline import kernels
+    from hrjax.pipeline.boost import resize_map
+
     lo = check_estimate(low, "low", depth=depth)
     hi = check_estimate(high, "high", depth=depth)
     check_pair(lo.shape, hi.shape)

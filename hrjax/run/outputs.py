@@ -64,6 +64,24 @@ def output_paths(opts: RunOptions, job: Job) -> dict[str, Path]:
     return out
 
 
+# the order the --save formats are written in: the main result (png16, whose presence marks a finished image) last
+WRITE_ORDER = ("npy", "pfm", "png8", "color", "png16")
+
+
+def write_formats(paths: dict[str, Path], depth, colormap: str, written: list[Path]) -> None:
+    """Write ``depth`` in each --save format of ``paths`` (:func:`output_paths`; other keys are left to the
+    caller), each file atomically, the main result last; every file is appended to ``written`` once it is
+    there, so that a caller that fails later can remove the set it wrote (shared by boost, predict, merge)."""
+    from hrjax import io
+
+    writers = {"npy": io.write_npy, "color": lambda path, d: io.write_color(path, d, colormap),
+               "png16": io.write_png16, "png8": io.write_png8, "pfm": io.write_pfm}
+    for f in WRITE_ORDER:
+        if f in paths:
+            writers[f](paths[f], depth)
+            written.append(paths[f])
+
+
 def patches_index_path(opts: RunOptions, job: Job) -> Path:
     return Path(opts.output) / PATCHES_DIR / (job.key + ".json")
 
