@@ -548,6 +548,94 @@ def merge_cmd(
         out.print(str(w), highlight=False, markup=False, soft_wrap=True)
 
 
+PREDICT_HELP = ("One plain forward pass of a base network per image, no boosting (to compare with hrjax boost): "
+                "at the model's native input rule (midas_v21: long side 384, multiples of 32; leres_res101: "
+                "448 x 448; dav2_*: short side 518, multiples of 14), resized back to the image size as its "
+                "reference or official code does.\n\n"
+                "Inputs, output names, --save formats and the resume rule as hrjax boost (records in "
+                "<output>/.hrjax/). midas_v21 and dav2_* give inverse depth (bright = near), leres_res101 depth.")
+
+
+@app.command("predict", help=PREDICT_HELP, epilog=BOOST_EPILOG)
+def predict_cmd(
+    inputs: list[Path] = typer.Argument(..., metavar="IMAGE...", show_default=False,
+                                        help="Image files and/or folders of images"),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder (created if missing)"),
+    model: BaseModel = typer.Option(DEFAULT_BASE, "--model", case_sensitive=False, help="Base depth network"),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Also scan sub-folders of folder inputs"),
+    save: list[str] = SaveOption,
+    colormap: str = ColormapOption,
+    weights_dir: Optional[Path] = WeightsDir,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo images already done with the same model"),
+    device: Optional[Platform] = DeviceOption,
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Larger images fail with a reason"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only failures"),
+):
+    import contextlib
+    from dataclasses import replace
+
+    from hrjax.run.exits import EXIT_FAILED, EXIT_OK
+    from hrjax.run.folder import summarize
+    from hrjax.run.inputs import collect_inputs
+    from hrjax.run.predict import run_predict
+    from hrjax.run.records import predict_identity
+    from hrjax.run.setup import missing_weights_message
+
+    model = model.value
+    opts = replace(_output_options(output, save, colormap, _usage_error), overwrite=overwrite,
+                   max_pixels=max_pixels)
+    absent = [str(p) for p in inputs if not p.exists() and not p.is_symlink()]
+    if absent:
+        raise _usage_error(f"no such file or folder: {', '.join(absent)}")
+    wd = _weights_dir(weights_dir)
+    missing = missing_weights_message(wd, weights_dir, (model,))
+    if missing:
+        raise _usage_error(missing)
+    notes: list[str] = []
+    jobs = collect_inputs(inputs, recursive=recursive, output=output, notes=notes)
+    if not jobs:
+        raise _usage_error(f"no images found in {', '.join(map(str, inputs))} (extensions: "
+                           f"{' '.join(IMAGE_EXTENSIONS)}{'' if recursive else '; --recursive for sub-folders'})")
+    for note in notes:
+        err.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
+    ctx = contextlib.ExitStack()
+
+    def load():
+        import jax
+
+        from hrjax.bases import get_base
+        from hrjax.pipeline.single_pass import single_pass
+        from hrjax.weights.load import load_model
+        from hrjax.weights.store import WeightsError
+
+        dev = _start_jax(device)
+        if dev is not None:
+            ctx.enter_context(jax.default_device(dev))
+        try:
+            graphdef, state = load_model(model, wd)
+        except WeightsError as e:
+            raise _usage_error(str(e))
+        base = get_base(model)
+        return lambda image: single_pass(base, graphdef, state, image)
+
+    def log(rec):
+        if rec.status == "failed":
+            err.print(f"[red]failed[/] {escape(rec.input)}: {escape(rec.error or '')}", highlight=False)
+        elif not quiet:
+            shape = "x".join(str(s) for s in (rec.input_shape or [])[::-1])
+            what = f"{shape}, {rec.timings.get('wall', 0.0):.1f} s" if rec.status == "done" else "already done"
+            err.print(f"[green]{rec.status}[/] {escape(rec.input)} -> {escape(rec.key)}: {what}", highlight=False)
+
+    with ctx:
+        records = run_predict(jobs, opts, predict_identity(weights_dir=wd, model=model), load, log)
+    c = summarize(records)
+    if not quiet or c["failed"]:
+        colour = "red" if c["failed"] else "green"
+        err.print(f"[{colour}]{len(records)} image(s): {c['done']} done, {c['skipped']} skipped, "
+                  f"{c['failed']} failed[/] ({model} -> {escape(str(output))})", highlight=False)
+    raise typer.Exit(EXIT_FAILED if c["failed"] else EXIT_OK)
+
+
 def _register_subcommands() -> None:
     """Commands that live with their subsystems (evaluation, training)."""
     from hrjax.eval.cli import register as register_evaluate

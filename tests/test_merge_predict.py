@@ -101,3 +101,95 @@ def test_merge_cli_formats_and_errors(weights_dir, r0_run, tmp_path):
         r = _invoke("merge", *a)
         assert r.exit_code == code and says in r.output, (args, r.output)
     assert sorted(p.name for p in out.iterdir()) == before  # nothing written by a failed merge
+
+
+# --- hrjax predict / hrjax.predict --------------------------------------------------------------------------
+
+def test_predict_midas_is_the_references_single_estimate(native, small_image, r0_run):
+    """MiDaS's plain pass is the reference's estimatemidas at 384 (SPEC 3.2), which the pipeline's whole-image
+    low pass also is (checked there against the goldens); two code paths, the same map."""
+    import hrjax
+
+    got = hrjax.predict(native, small_image)
+    want = r0_run.intermediates["whole_single_low"]
+    assert got.shape == small_image.shape[:2] and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert got.min() == 0 and got.max() == 1  # min-maxed, as estimatemidas
+
+
+def _bilinear_align_corners(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """torch's F.interpolate(bilinear, align_corners=True) of one map, in float64 numpy (the official resize)."""
+    (h, w), (H, W) = x.shape, hw
+    ys, xs = np.linspace(0, h - 1, H), np.linspace(0, w - 1, W)
+    y0, x0 = np.minimum(ys.astype(int), h - 2), np.minimum(xs.astype(int), w - 2)
+    fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
+    x = x.astype(np.float64)
+    top = x[y0][:, x0] * (1 - fx) + x[y0][:, x0 + 1] * fx
+    bottom = x[y0 + 1][:, x0] * (1 - fx) + x[y0 + 1][:, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+@pytest.fixture(scope="module")
+def dav2_net(dav2_weights_dir):
+    from hrjax.weights.load import load_model
+
+    return load_model("dav2_vits", dav2_weights_dir)
+
+
+def test_predict_dav2_is_the_official_infer_image(dav2_net, small_image):
+    """DAv2's plain pass is the official infer_image at 518: short side 518 on the 14-px grid, the raw network
+    output resized back bilinearly (align_corners), no min-max."""
+    from hrjax.bases import get_base
+    from hrjax.models.dav2 import predictor
+    from hrjax.models.dav2_input import prepare_input
+    from hrjax.pipeline.image import to_rgb_float64
+    from hrjax.pipeline.single_pass import single_pass
+
+    got = single_pass(get_base("dav2_vits"), *dav2_net, small_image)
+    x = prepare_input(to_rgb_float64(small_image))
+    assert x.shape == (1, 518, 686, 3)  # 120 x 160: short side 518, 690.7 -> 686 (lower_bound, np.round)
+    raw = np.asarray(predictor(dav2_net[0])(dav2_net[1], x))[0]
+    assert got.shape == small_image.shape[:2] and np.isfinite(got).all()
+    np.testing.assert_allclose(got, _bilinear_align_corners(raw, got.shape), atol=1e-5 * np.ptp(raw))
+
+
+def test_predict_cli_writes_resumes_and_isolates_failures(dav2_weights_dir, dav2_net, small_image, tmp_path):
+    from hrjax.bases import get_base
+    from hrjax.pipeline.single_pass import single_pass
+
+    ins = tmp_path / "in"
+    ins.mkdir()
+    cv2.imwrite(str(ins / "a.png"), cv2.cvtColor(np.round(small_image * 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
+    (ins / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    args = ["predict", ins, "--model", "dav2_vits", "--weights-dir", dav2_weights_dir, "-o", out,
+            "--save", "png16,npy"]
+    r = _invoke(*args)
+    assert r.exit_code == 1 and "failed" in r.output and "broken.jpg" in r.output, r.output
+    want = single_pass(get_base("dav2_vits"), *dav2_net, io.read_image(ins / "a.png"))
+    np.testing.assert_array_equal(np.load(out / "a.npy"), want)
+    np.testing.assert_array_equal(cv2.imread(str(out / "a.png"), cv2.IMREAD_UNCHANGED), io.quantize_16bit(want))
+    assert not (out / "broken.png").exists()
+    # a rerun skips the finished image (its record), --overwrite redoes it; outputs are never taken as inputs
+    (ins / "broken.jpg").unlink()
+    r = _invoke(*args)
+    assert r.exit_code == 0 and "1 skipped" in r.output, r.output
+    r = _invoke(*args[:-2], "--save", "png16", "--overwrite", "--quiet")
+    assert r.exit_code == 0 and r.output == "", r.output
+    # usage errors: a missing input, weights not installed for the model
+    assert _invoke("predict", tmp_path / "nope.png", "-o", out, "--weights-dir", dav2_weights_dir).exit_code == 2
+    r = _invoke("predict", ins, "-o", out, "--model", "leres_res101", "--weights-dir", dav2_weights_dir)
+    assert r.exit_code == 2 and "leres_res101" in r.output
+
+
+@pytest.mark.heavy
+def test_predict_leres_is_raw_and_square(leres_weights_dir, small_image):
+    """LeReS's plain pass is estimateleres at 448 (SPEC 3.3): a 448^2 input whatever the aspect ratio, raw."""
+    from hrjax.bases import get_base
+    from hrjax.pipeline.single_pass import single_pass
+    from hrjax.weights.load import load_model
+
+    base = get_base("leres_res101")
+    assert base.input_size(120, 160, base.receptive_field) == (448, 448)
+    got = single_pass(base, *load_model("leres_res101", leres_weights_dir), small_image)
+    assert got.shape == small_image.shape[:2] and np.isfinite(got).all() and np.ptp(got) > 0
