@@ -5,6 +5,8 @@ The merge's acceptance: given the pipeline's own whole-image single estimates it
 """
 
 import re
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -101,6 +103,29 @@ def test_merge_cli_formats_and_errors(weights_dir, r0_run, tmp_path):
         r = _invoke("merge", *a)
         assert r.exit_code == code and says in r.output, (args, r.output)
     assert sorted(p.name for p in out.iterdir()) == before  # nothing written by a failed merge
+
+
+def _imports_of_cli(*args) -> tuple[int, str, set[str]]:
+    """Run the CLI in a subprocess with -X importtime: exit code, stderr, top-level modules imported."""
+    p = subprocess.run([sys.executable, "-X", "importtime", "-c", "import cli; cli.main()", *map(str, args)],
+                       capture_output=True, text=True, timeout=120)
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in p.stderr.splitlines()
+                if line.startswith("import time:")}
+    return p.returncode, p.stderr, imported
+
+
+def test_bad_inputs_fail_before_jax_loads(weights_dir, tmp_path):
+    """A map that cannot be merged and weights that are not installed are reported before jax is imported."""
+    flat = tmp_path / "flat.npy"
+    np.save(flat, np.ones((12, 16), np.float32))
+    np.save(tmp_path / "ramp.npy", np.arange(192, dtype=np.float32).reshape(12, 16))
+    code, stderr, imported = _imports_of_cli("merge", flat, tmp_path / "ramp.npy", "-o", tmp_path / "out",
+                                             "--weights-dir", weights_dir)
+    assert code == 1 and "constant map" in stderr and not imported & {"jax", "flax"}, stderr[-2000:]
+    code, stderr, imported = _imports_of_cli("predict", flat, "-o", tmp_path / "out", "--model", "dav2_vits",
+                                             "--weights-dir", weights_dir)
+    assert code == 2 and "dav2_vits" in stderr and not imported & {"jax", "flax"}, stderr[-2000:]
+    assert not (tmp_path / "out").exists()
 
 
 # --- hrjax predict / hrjax.predict --------------------------------------------------------------------------

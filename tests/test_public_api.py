@@ -22,7 +22,7 @@ def test_default_config_builds():
 
 
 def test_public_functions_document_their_arguments_and_results():
-    for name in ("boost", "load_models", "image_estimates", "merge_estimates"):
+    for name in ("boost", "load_models", "image_estimates", "merge_estimates", "predict"):
         doc = inspect.getdoc(getattr(hrjax, name)) or ""
         assert "Args:" in doc and "Returns:" in doc, name
 

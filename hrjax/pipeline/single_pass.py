@@ -25,7 +25,16 @@ def single_pass(base: BaseNetwork, graphdef, state, image: np.ndarray) -> np.nda
 
 
 def predict(models, image: np.ndarray) -> np.ndarray:
-    """:func:`single_pass` with the base network of ``models`` (:func:`hrjax.load_models`)."""
+    """One plain pass of the base network of ``models``, no boosting (``hrjax predict``; :func:`single_pass`).
+
+    Args:
+      models: :func:`hrjax.load_models`'s result; only its base network is used.
+      image: (H, W), (H, W, 3) or (H, W, 4) array, uint8 / uint16 / float in [0, 1].
+
+    Returns:
+      (H, W) float32, what the base's reference returns at its native input rule: MiDaS min-maxed inverse depth,
+      LeReS raw depth, Depth Anything V2 raw relative disparity (``models.base.output`` says the polarity).
+    """
     return single_pass(models.base, models.base_graphdef, models.base_state, image)
 
 
