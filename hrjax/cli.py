@@ -548,6 +548,21 @@ def merge_cmd(
         out.print(str(w), highlight=False, markup=False, soft_wrap=True)
 
 
+def _with_grouped_impl(graphdef, state, grouped_impl: str):
+    """The graphdef with ``grouped_impl`` set where the network has grouped convolutions (MiDaS's and LeReS's
+    ResNeXt); one without them (DAv2) keeps its graphdef, so its jitted forward is not compiled again for a
+    setting that changes nothing."""
+    from flax import nnx
+
+    from hrjax.models.layers import Conv2d
+    from hrjax.pipeline.networks import configured_graphdef
+
+    model = nnx.merge(graphdef, state)
+    if not any(isinstance(m, Conv2d) and m.groups > 1 for _, m in nnx.iter_modules(model)):
+        return graphdef
+    return configured_graphdef(graphdef, state, grouped_impl=grouped_impl)
+
+
 PREDICT_HELP = ("One plain forward pass of a base network per image, no boosting (to compare with hrjax boost): "
                 "at the model's native input rule (midas_v21: long side 384, multiples of 32; leres_res101: "
                 "448 x 448; dav2_*: short side 518, multiples of 14), resized back to the image size as its "
@@ -568,6 +583,9 @@ def predict_cmd(
     weights_dir: Optional[Path] = WeightsDir,
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo images already done with the same model"),
     device: Optional[Platform] = DeviceOption,
+    grouped_conv: GroupedConv = typer.Option("auto", "--grouped-conv", case_sensitive=False,
+                                             envvar="HRJAX_GROUPED_CONV", help="As hrjax boost --grouped-conv "
+                                             "(MiDaS, LeReS); results do not depend on it"),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Larger images fail with a reason"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only failures"),
 ):
@@ -615,6 +633,7 @@ def predict_cmd(
             graphdef, state = load_model(model, wd)
         except WeightsError as e:
             raise _usage_error(str(e))
+        graphdef = _with_grouped_impl(graphdef, state, grouped_conv.value)
         base = get_base(model)
         return lambda image: single_pass(base, graphdef, state, image)
 
