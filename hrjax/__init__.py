@@ -10,8 +10,8 @@ Top-level API (imported lazily, so ``import hrjax`` stays cheap and does not imp
 
 __version__ = "0.1.0"
 
-# The public API (tests/test_public_api.py fixes it): the method, its options and result, the networks, and the
-# model predictors underneath it.
+# The public API (tests/test_public_api.py fixes it): the method, its options and result, the networks, the
+# model predictors underneath it, the merge of estimates a user brings and the plain single pass.
 _LAZY = {
     "boost": ("hrjax.pipeline.boost", "boost"),
     "BoostResult": ("hrjax.pipeline.boost", "BoostResult"),
@@ -21,10 +21,12 @@ _LAZY = {
     "image_estimates": ("hrjax.pipeline.estimates", "image_estimates"),
     "midas_v21_predictor": ("hrjax.models.midas_v21", "predictor"),
     "merge": ("hrjax.models.mergenet", "merge"),
+    "merge_estimates": ("hrjax.pipeline.merge_estimates", "merge_estimates"),
+    "predict": ("hrjax.pipeline.single_pass", "predict"),
 }
 
 __all__ = ["BoostConfig", "BoostResult", "Models", "__version__", "boost", "image_estimates", "load_models",
-           "merge", "midas_v21_predictor"]
+           "merge", "merge_estimates", "midas_v21_predictor", "predict"]
 
 
 def __getattr__(name: str):

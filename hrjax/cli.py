@@ -3,6 +3,7 @@ are built here, at the edge, and nowhere else."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from enum import Enum
@@ -448,6 +449,229 @@ def boost_cmd(
         err.print(f"[{colour}]{n_total} image(s): {c['done']} done, {c['skipped']} skipped, "
                   f"{c['failed']} failed[/]{' over ' + str(info.count) + ' processes' if info.count > 1 else ''} "
                   f"in {fmt_seconds(time.perf_counter() - t0)}", highlight=False)
+    raise typer.Exit(EXIT_FAILED if c["failed"] else EXIT_OK)
+
+
+SaveOption = typer.Option(["png16"], "--save", help="Comma-separated outputs, as hrjax boost: png16 (<stem>.png), "
+                          "png8 (<stem>_8bit.png), npy, pfm (the float32 map, not rescaled), color "
+                          "(<stem>_color.png)")
+ColormapOption = typer.Option("inferno", "--colormap", help="Colour map of --save color (as hrjax boost)")
+DeviceOption = typer.Option(None, "--device", case_sensitive=False, show_default=False,
+                            help="JAX platform: cpu, gpu or tpu \\[default: JAX's choice]")
+
+
+def _output_options(output: Path, save: list[str], colormap: str, usage) -> "RunOptions":
+    """--output, --save and --colormap checked as hrjax boost checks them."""
+    from hrjax.io import COLORMAPS
+    from hrjax.run.exits import UsageError
+    from hrjax.run.outputs import RunOptions, parse_save
+
+    try:
+        formats = parse_save(save)
+    except UsageError as e:
+        raise usage(str(e))
+    if colormap.lower() not in COLORMAPS:
+        raise usage(f"unknown --colormap '{colormap}'; choose from {', '.join(COLORMAPS)}")
+    if output.exists() and not output.is_dir():
+        raise usage(f"--output {output} exists and is not a folder")
+    return RunOptions(output=output, save=formats, colormap=colormap.lower())
+
+
+def _usage_error(msg: str) -> typer.Exit:
+    from hrjax.run.exits import EXIT_USAGE
+    err.print(f"[red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+def _start_jax(device, cache: bool = True):
+    """Device and compilation cache, as hrjax boost sets them up; returns the device (None: JAX's default)."""
+    from hrjax.run.exits import UsageError
+    from hrjax.run.setup import select_device
+
+    try:
+        dev = select_device(device.value if device is not None else None)
+    except UsageError as e:
+        raise _usage_error(str(e))
+    if cache:
+        from hrjax import compile_cache
+        compile_cache.enable(None)
+    return dev
+
+
+MERGE_HELP = ("Merge two depth maps of one image with the merge network (bring your own estimates): LOW gives "
+              "the consistent structure, HIGH the detail, as the pipeline's whole-image double estimate.\n\n"
+              "LOW and HIGH: .npy, .pfm or a single-channel image (16-bit PNG as hrjax boost writes it), any scale "
+              "and shift, inverse depth (bright = near) unless --depth; the same size or at least the same aspect "
+              "ratio (within 5 %). Writes <output>/<name>.png (16-bit) and the other --save formats at HIGH's "
+              "size: relative inverse depth.")
+MERGE_EPILOG = ("Exit codes: 0 written; 1 a map cannot be merged (unreadable, NaN/inf, constant, not positive "
+                "with --depth, another image's aspect ratio), nothing written; 2 usage or setup error.")
+
+
+@app.command("merge", help=MERGE_HELP, epilog=MERGE_EPILOG)
+def merge_cmd(
+    low: Path = typer.Argument(..., metavar="LOW", show_default=False, help="Low-resolution estimate"),
+    high: Path = typer.Argument(..., metavar="HIGH", show_default=False, help="High-resolution estimate"),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder (created if missing)"),
+    name: Optional[str] = typer.Option(None, "--name", show_default=False,
+                                       help="Stem of the output files \\[default: HIGH's stem]"),
+    depth: bool = typer.Option(False, "--depth", help="LOW and HIGH are depth (larger = farther, values > 0): "
+                               "inverted (1/d) first, since the merge net expects inverse depth"),
+    save: list[str] = SaveOption,
+    colormap: str = ColormapOption,
+    weights_dir: Optional[Path] = WeightsDir,
+    merge_weights: Optional[Path] = typer.Option(None, "--merge-weights", help="Weights folder holding the merge "
+                                                 "network to use instead (e.g. one exported by train-merge)"),
+    device: Optional[Platform] = DeviceOption,
+):
+    from hrjax.pipeline.merge_estimates import EstimateError
+    from hrjax.run.exits import EXIT_FAILED, UsageError
+    from hrjax.run.merge import MergeJob, merge_files, output_files, read_pair
+    from hrjax.run.setup import missing_weights_message
+
+    opts = _output_options(output, save, colormap, _usage_error)
+    absent = [str(p) for p in (low, high) if not p.is_file()]
+    if absent:
+        raise _usage_error(f"no such file: {', '.join(absent)}")
+    stem = name if name is not None else high.stem
+    if not stem or "/" in stem or os.sep in stem or stem.strip(".") == "":
+        raise _usage_error(f"--name {stem!r}: a file stem (no folders)")
+    job = MergeJob(low, high, stem, depth)
+    try:
+        output_files(job, opts)
+    except UsageError as e:
+        raise _usage_error(str(e))
+    wd = merge_weights if merge_weights is not None else _weights_dir(weights_dir)
+    missing = missing_weights_message(wd, merge_weights if merge_weights is not None else weights_dir,
+                                      ("mergenet",))
+    if missing:
+        raise _usage_error(missing)
+    try:
+        maps = read_pair(job)
+    except EstimateError as e:
+        err.print(f"[red]cannot merge:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED)
+    dev = _start_jax(device)
+    import contextlib
+
+    import jax
+
+    from hrjax.weights.load import load_model
+    from hrjax.weights.store import WeightsError
+    with jax.default_device(dev) if dev is not None else contextlib.nullcontext():
+        try:
+            merge_net = load_model("mergenet", wd)
+        except WeightsError as e:
+            raise _usage_error(str(e))
+        written = merge_files(job, opts, *maps, merge_net)
+    for w in written:
+        out.print(str(w), highlight=False, markup=False, soft_wrap=True)
+
+
+def _with_grouped_impl(graphdef, state, grouped_impl: str):
+    """The graphdef with ``grouped_impl`` set where the network has grouped convolutions (MiDaS's and LeReS's
+    ResNeXt); one without them (DAv2) keeps its graphdef, so its jitted forward is not compiled again for a
+    setting that changes nothing."""
+    from flax import nnx
+
+    from hrjax.models.layers import Conv2d
+    from hrjax.pipeline.networks import configured_graphdef
+
+    model = nnx.merge(graphdef, state)
+    if not any(isinstance(m, Conv2d) and m.groups > 1 for _, m in nnx.iter_modules(model)):
+        return graphdef
+    return configured_graphdef(graphdef, state, grouped_impl=grouped_impl)
+
+
+PREDICT_HELP = ("One plain forward pass of a base network per image, no boosting (to compare with hrjax boost): "
+                "at the model's native input rule (midas_v21: long side 384, multiples of 32; leres_res101: "
+                "448 x 448; dav2_*: short side 518, multiples of 14), resized back to the image size as its "
+                "reference or official code does.\n\n"
+                "Inputs, output names, --save formats and the resume rule as hrjax boost (records in "
+                "<output>/.hrjax/). midas_v21 and dav2_* give inverse depth (bright = near), leres_res101 depth.")
+
+
+@app.command("predict", help=PREDICT_HELP, epilog=BOOST_EPILOG)
+def predict_cmd(
+    inputs: list[Path] = typer.Argument(..., metavar="IMAGE...", show_default=False,
+                                        help="Image files and/or folders of images"),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder (created if missing)"),
+    model: BaseModel = typer.Option(DEFAULT_BASE, "--model", case_sensitive=False, help="Base depth network"),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Also scan sub-folders of folder inputs"),
+    save: list[str] = SaveOption,
+    colormap: str = ColormapOption,
+    weights_dir: Optional[Path] = WeightsDir,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo images already done with the same model"),
+    device: Optional[Platform] = DeviceOption,
+    grouped_conv: GroupedConv = typer.Option("auto", "--grouped-conv", case_sensitive=False,
+                                             envvar="HRJAX_GROUPED_CONV", help="As hrjax boost --grouped-conv "
+                                             "(MiDaS, LeReS); results do not depend on it"),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Larger images fail with a reason"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only failures"),
+):
+    import contextlib
+    from dataclasses import replace
+
+    from hrjax.run.exits import EXIT_FAILED, EXIT_OK
+    from hrjax.run.folder import summarize
+    from hrjax.run.inputs import collect_inputs
+    from hrjax.run.predict import run_predict
+    from hrjax.run.records import predict_identity
+    from hrjax.run.setup import missing_weights_message
+
+    model = model.value
+    opts = replace(_output_options(output, save, colormap, _usage_error), overwrite=overwrite,
+                   max_pixels=max_pixels)
+    absent = [str(p) for p in inputs if not p.exists() and not p.is_symlink()]
+    if absent:
+        raise _usage_error(f"no such file or folder: {', '.join(absent)}")
+    wd = _weights_dir(weights_dir)
+    missing = missing_weights_message(wd, weights_dir, (model,))
+    if missing:
+        raise _usage_error(missing)
+    notes: list[str] = []
+    jobs = collect_inputs(inputs, recursive=recursive, output=output, notes=notes)
+    if not jobs:
+        raise _usage_error(f"no images found in {', '.join(map(str, inputs))} (extensions: "
+                           f"{' '.join(IMAGE_EXTENSIONS)}{'' if recursive else '; --recursive for sub-folders'})")
+    for note in notes:
+        err.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
+    ctx = contextlib.ExitStack()
+
+    def load():
+        import jax
+
+        from hrjax.bases import get_base
+        from hrjax.pipeline.single_pass import single_pass
+        from hrjax.weights.load import load_model
+        from hrjax.weights.store import WeightsError
+
+        dev = _start_jax(device)
+        if dev is not None:
+            ctx.enter_context(jax.default_device(dev))
+        try:
+            graphdef, state = load_model(model, wd)
+        except WeightsError as e:
+            raise _usage_error(str(e))
+        graphdef = _with_grouped_impl(graphdef, state, grouped_conv.value)
+        base = get_base(model)
+        return lambda image: single_pass(base, graphdef, state, image)
+
+    def log(rec):
+        if rec.status == "failed":
+            err.print(f"[red]failed[/] {escape(rec.input)}: {escape(rec.error or '')}", highlight=False)
+        elif not quiet:
+            shape = "x".join(str(s) for s in (rec.input_shape or [])[::-1])
+            what = f"{shape}, {rec.timings.get('wall', 0.0):.1f} s" if rec.status == "done" else "already done"
+            err.print(f"[green]{rec.status}[/] {escape(rec.input)} -> {escape(rec.key)}: {what}", highlight=False)
+
+    with ctx:
+        records = run_predict(jobs, opts, predict_identity(weights_dir=wd, model=model), load, log)
+    c = summarize(records)
+    if not quiet or c["failed"]:
+        colour = "red" if c["failed"] else "green"
+        err.print(f"[{colour}]{len(records)} image(s): {c['done']} done, {c['skipped']} skipped, "
+                  f"{c['failed']} failed[/] ({model} -> {escape(str(output))})", highlight=False)
     raise typer.Exit(EXIT_FAILED if c["failed"] else EXIT_OK)
 
 

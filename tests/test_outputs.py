@@ -47,13 +47,15 @@ def fake_pipeline(monkeypatch, tmp_path):
     calls = []
     nan_for = set()
 
-    def fake_boost(models, img, config, keep_intermediates=False, progress=None, on_plan=None, on_patch=None):
+    def fake_boost(models, img, config, keep_intermediates=False, progress=None, on_plan=None, on_patch=None,
+                   keep_plain=False):
         calls.append(config)
         depth = img.mean(axis=-1).astype(np.float32) * (0.5 if config.mode == "r20" else 1.0)
         if nan_for and float(img.mean()) in nan_for:
             depth[0, 0] = np.nan
         plan = SimpleNamespace(R=384, K=0.2, n_patches=0, factor=None, boost=False, input_shape=img.shape)
-        return SimpleNamespace(depth=depth, plan=plan, timings={"total": 0.0}, config=config, intermediates={})
+        return SimpleNamespace(depth=depth, plan=plan, timings={"total": 0.0}, config=config, intermediates={},
+                               plain=depth if keep_plain else None)
 
     monkeypatch.setattr(boost_mod, "boost", fake_boost)
     monkeypatch.setattr(models_mod, "load_models", lambda *a, **k: object())

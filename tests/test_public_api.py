@@ -6,7 +6,7 @@ import inspect
 import hrjax
 
 PUBLIC = ["BoostConfig", "BoostResult", "Models", "__version__", "boost", "image_estimates", "load_models",
-          "merge", "midas_v21_predictor"]
+          "merge", "merge_estimates", "midas_v21_predictor", "predict"]
 
 
 def test_all_is_the_fixed_public_api():
@@ -22,7 +22,7 @@ def test_default_config_builds():
 
 
 def test_public_functions_document_their_arguments_and_results():
-    for name in ("boost", "load_models", "image_estimates"):
+    for name in ("boost", "load_models", "image_estimates", "merge_estimates", "predict"):
         doc = inspect.getdoc(getattr(hrjax, name)) or ""
         assert "Args:" in doc and "Returns:" in doc, name
 

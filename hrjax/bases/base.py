@@ -29,6 +29,11 @@ class Normalisation:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
+def _imported(spec: str):
+    module, attr = spec.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 @dataclass(frozen=True)
 class BaseNetwork:
     """One base network as the boosting pipeline uses it.
@@ -49,6 +54,10 @@ class BaseNetwork:
     check_input: ``"module:function"`` of the model's input check (raises a ValueError for a network input
       batch (N, H, W, 3) the network cannot take), imported only when :meth:`check` runs: reading the
       registry (the CLI, before it knows the weights are there) must not import jax or flax.
+    single_pass: ``"module:function"`` of the base's plain single forward pass (``hrjax predict``): one pass at
+      the network's native input rule, back to the image size as its reference or official code does;
+      ``function(base, graphdef, state, rgb)`` with rgb (H, W, 3) float64 in [0, 1] -> (H, W) float32. Imported
+      only when run (see ``check_input``). Default: the reference's own single estimate at the receptive field.
     good_at: one line for the README's bases table; no effect on results (the licence is the catalogue's).
     """
 
@@ -61,12 +70,16 @@ class BaseNetwork:
     min_max: bool
     output: Literal["inverse_depth", "depth"]
     check_input: str
+    single_pass: str = "hrjax.pipeline.single_pass:reference_single_estimate"
     good_at: str = ""
 
     def check(self, images: jax.Array) -> None:
         """Raise a ValueError if the network cannot take ``images`` (``check_input``, imported now)."""
-        module, attr = self.check_input.split(":")
-        getattr(importlib.import_module(module), attr)(images)
+        _imported(self.check_input)(images)
+
+    def single_pass_fn(self) -> Callable:
+        """The function named by ``single_pass``, imported now."""
+        return _imported(self.single_pass)
 
     def __post_init__(self):
         # The pipeline's patch grid and patch high pass both follow the receptive field (Plan.patch_netsize);

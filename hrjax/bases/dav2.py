@@ -35,6 +35,9 @@ def _dav2(size: str, good_at: str) -> BaseNetwork:
         min_max=True,
         output="inverse_depth",
         check_input="hrjax.models.dav2:check_input",      # multiples of 14 (the patch size)
+        # hrjax predict: the official infer_image at 518 (bilinear align_corners back, raw), not the pipeline's
+        # CUBIC + min-max single estimate: plain output is what users compare the boosted one with
+        single_pass="hrjax.models.dav2_input:single_pass",
         good_at=good_at,
     )
 

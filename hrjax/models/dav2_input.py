@@ -19,7 +19,7 @@ import cv2
 import jax
 import numpy as np
 
-from hrjax.models.dav2 import PATCH
+from hrjax.models.dav2 import PATCH, predictor
 from hrjax.models.upsample import resize_bilinear
 from hrjax.pipeline.midas_input import IMAGENET_MEAN, IMAGENET_STD
 
@@ -61,3 +61,20 @@ def prepare_input(rgb: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
 def resize_output(depth: jax.Array, size: tuple[int, int]) -> jax.Array:
     """(N, h', w') network output -> (N, H, W) at the image size: bilinear, align_corners=True (``infer_image``)."""
     return resize_bilinear(depth[..., None], size, align_corners=True)[..., 0]
+
+
+_resize_output = jax.jit(resize_output, static_argnums=1)
+
+
+def infer_image(graphdef, state, rgb: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """The official single pass ``DepthAnythingV2.infer_image(raw, input_size=size)``: (H, W, 3) RGB in [0, 1]
+    -> (H, W) float32 relative disparity (larger = nearer), raw (arbitrary scale, no min-max), at the image
+    size."""
+    x = prepare_input(rgb, size)
+    depth = predictor(graphdef)(state, x)
+    return np.asarray(_resize_output(depth, tuple(np.shape(rgb)[:2]))[0], np.float32)
+
+
+def single_pass(base, graphdef, state, rgb: np.ndarray) -> np.ndarray:
+    """DAv2's ``BaseNetwork.single_pass`` (``hrjax predict``): the official :func:`infer_image` at 518."""
+    return infer_image(graphdef, state, rgb)

@@ -75,7 +75,7 @@ def _single(models: Models, image: jax.Array, crops: list[Crop], msize: int, cfg
                             batcher=models.batcher(cfg.max_batch), max_net_input=cfg.max_net_input, **kwargs)
 
 
-def _resize_map(m: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
+def resize_map(m: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
     """CUBIC resize of one float32 map (a same-size resize is an exact copy, SPEC 9.2)."""
     h, w = m.shape
     if (h, w) == tuple(out_hw):
@@ -137,15 +137,15 @@ def boost(models: Models, image: np.ndarray, config: BoostConfig = BoostConfig()
     to_input = config.output_resolution == "input"
     if to_input:
         # SPEC 1.3 steps 4 / 12 (and Q12): CUBIC to exactly the input size; a same-size resize is a copy
-        native = _resize_map(jnp.asarray(native), (h_in, w_in))
+        native = resize_map(jnp.asarray(native), (h_in, w_in))
     result.depth = np.asarray(native, np.float32)
     if keep_plain:  # at the input size: resized like the result (a same-size resize is a copy)
-        result.plain = np.asarray(_resize_map(jnp.asarray(plain, jnp.float32), result.depth.shape), np.float32)
+        result.plain = np.asarray(resize_map(jnp.asarray(plain, jnp.float32), result.depth.shape), np.float32)
     if keep_intermediates:
         result.intermediates["written_float"] = result.depth
         # W resized like the result (--save-whole): the result itself when W is the result
         result.whole = (result.depth if not p.boost else
-                        np.asarray(_resize_map(whole_double, (h_in, w_in)) if to_input else whole_double,
+                        np.asarray(resize_map(whole_double, (h_in, w_in)) if to_input else whole_double,
                                    np.float32))
     result.timings["total"] = time.perf_counter() - t0
     return result
@@ -201,7 +201,7 @@ def _local_boost(models: Models, whole_double: jax.Array, p: Plan, config: Boost
     rf, mg, ms = config.receptive_field, models.merge_graphdef, models.merge_state
     batcher = models.batcher(config.max_batch)
     hs, ws = p.mergein_shape
-    e_base = _resize_map(whole_double, (hs, ws))
+    e_base = resize_map(whole_double, (hs, ws))
     base_host = np.asarray(e_base, np.float32)
     crops = p.crops
     n = len(crops)

@@ -16,6 +16,12 @@ from hrjax.pipeline.batching import Batcher, auto_max_batch
 from hrjax.weights.load import load_model
 
 
+def configured_graphdef(graphdef: nnx.GraphDef, state: nnx.State, *, precision: str | None = None,
+                        grouped_impl: str | None = None) -> nnx.GraphDef:
+    """The graphdef of one split network with its convolutions set (see :meth:`Models.configured`)."""
+    return nnx.split(configure(nnx.merge(graphdef, state), precision=precision, grouped_impl=grouped_impl))[0]
+
+
 @dataclass(frozen=True, eq=False)
 class Models:
     """Both networks as (graphdef, state), which base network the first is (its settings: receptive field,
@@ -42,8 +48,7 @@ class Models:
         ("auto", "native", "split"). Only the graphdefs change; jitted stages compile once per setting."""
 
         def regraph(graphdef, state):
-            return nnx.split(configure(nnx.merge(graphdef, state), precision=precision,
-                                       grouped_impl=grouped_impl))[0]
+            return configured_graphdef(graphdef, state, precision=precision, grouped_impl=grouped_impl)
 
         return Models(self.base, regraph(self.base_graphdef, self.base_state), self.base_state,
                       regraph(self.merge_graphdef, self.merge_state), self.merge_state, self.mesh)

@@ -18,7 +18,7 @@ import numpy as np
 from hrjax.run.exits import UsageError
 from hrjax.run.inputs import Job
 from hrjax.run.outputs import (NEEDS_PLAIN, RunOptions, check_inside, output_paths, patch_path,
-                               patches_index_path)
+                               patches_index_path, write_formats)
 from hrjax.run.records import input_identity, is_complete, result_identity, write_record
 from hrjax.run.report import Reporter
 from hrjax.run.setup import load_run_models
@@ -121,16 +121,10 @@ def process_image(models, job: Job, config, opts: RunOptions, progress: Progress
                 io.atomic_write_bytes(idx, (json.dumps(index) + "\n").encode())
                 written.append(idx)
                 rec.timings["save_patches"] = time.perf_counter() - tp
-            # the main result last
-            writers = {"npy": io.write_npy, "color": lambda path, d: io.write_color(path, d, opts.colormap),
-                       "png16": io.write_png16, "png8": io.write_png8, "pfm": io.write_pfm,
-                       "plain": lambda path, d: io.write_png16(path, result.plain),
-                       "ply": lambda path, d: _write_ply(path, img, d, models.base.output, opts),
-                       "compare": lambda path, d: _write_compare(path, img, result.plain, d, opts)}
-            for f in ("npy", "pfm", "png8", "color", "plain", "compare", "ply", "png16"):
-                if f in paths:
-                    writers[f](paths[f], result.depth)
-                    written.append(paths[f])
+            extra = {"plain": lambda path, d: io.write_png16(path, result.plain),
+                     "ply": lambda path, d: _write_ply(path, img, d, models.base.output, opts),
+                     "compare": lambda path, d: _write_compare(path, img, result.plain, d, opts)}
+            write_formats(paths, result.depth, opts.colormap, written, extra)  # the main result last
         except BaseException as e:
             for w in written:  # no partial set of outputs is left behind
                 w.unlink(missing_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from hrjax.io import DEFAULT_MAX_PIXELS
 from hrjax.pointcloud import PlyOptions
@@ -68,6 +68,28 @@ def output_paths(opts: RunOptions, job: Job) -> dict[str, Path]:
     if opts.save_whole:
         out["whole"] = Path(opts.output) / WHOLE_DIR / (job.key + ".png")
     return out
+
+
+# the order the --save formats are written in: the main result (png16, whose presence marks a finished image) last
+# the main result (png16) last: a run that stops half-way leaves no main file for an unfinished set
+WRITE_ORDER = ("npy", "pfm", "png8", "color", "plain", "compare", "ply", "png16")
+
+
+def write_formats(paths: dict[str, Path], depth, colormap: str, written: list[Path],
+                  extra: dict[str, Callable[[Path, Any], None]] | None = None) -> None:
+    """Write ``depth`` in each --save format of ``paths`` (:func:`output_paths`; other keys are left to the
+    caller), each file atomically, the main result last; every file is appended to ``written`` once it is
+    there, so that a caller that fails later can remove the set it wrote (shared by boost, predict, merge).
+    ``extra``: writers ``(path, depth)`` of the formats that need more than the map (boost's plain, compare,
+    ply); a format of ``paths`` with no writer is an error."""
+    from hrjax import io
+
+    writers = {"npy": io.write_npy, "color": lambda path, d: io.write_color(path, d, colormap),
+               "png16": io.write_png16, "png8": io.write_png8, "pfm": io.write_pfm, **(extra or {})}
+    for f in WRITE_ORDER:
+        if f in paths:
+            writers[f](paths[f], depth)
+            written.append(paths[f])
 
 
 def patches_index_path(opts: RunOptions, job: Job) -> Path:

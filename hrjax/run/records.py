@@ -25,6 +25,27 @@ def _jsonable(x):
     return json.loads(json.dumps(x))
 
 
+def weights_identity(weights_dir: Path, model: str) -> dict | None:
+    """A converted model's identity (from its store's hrjax.json); None when it is missing (the run stops at
+    loading anyway)."""
+    from hrjax.weights.store import WeightsError, read_info
+
+    try:
+        info = read_info(weights_dir, model)
+    except WeightsError:
+        return None
+    return {"source_sha256": info.source_sha256, "arrays_sha256": getattr(info, "arrays_sha256", None)}
+
+
+def predict_identity(*, weights_dir: Path, model: str) -> dict:
+    """:func:`result_identity` of ``hrjax predict``: the command, the base network, its weights, hrjax's
+    version (a boost record never matches it, so neither command skips the other's outputs)."""
+    from hrjax import __version__
+
+    return _jsonable({"hrjax": __version__, "command": "predict", "model": model,
+                      "weights": {model: weights_identity(weights_dir, model)}})
+
+
 def result_identity(config, *, weights_dir: Path, model: str = "midas_v21", merge_weights_dir: Path | None = None,
                     precision: str = "float32", ply: dict | None = None) -> dict:
     """What an image's outputs depend on besides the input: the options that change the result, the weights'
@@ -32,14 +53,6 @@ def result_identity(config, *, weights_dir: Path, model: str = "midas_v21", merg
     left out: results do not depend on them. ``ply``: the point cloud's options when one is written
     (``PlyOptions.identity``; absent otherwise, so records of runs without one keep matching)."""
     from hrjax import __version__
-    from hrjax.weights.store import WeightsError, read_info
-
-    def weights(wd: Path, m: str):
-        try:
-            info = read_info(wd, m)
-        except WeightsError:
-            return None  # missing: the run stops at loading anyway
-        return {"source_sha256": info.source_sha256, "arrays_sha256": getattr(info, "arrays_sha256", None)}
 
     # options added after results were first recorded join the identity only when they are on (or a PLY is
     # written), so the records of earlier runs without them still match
@@ -51,9 +64,9 @@ def result_identity(config, *, weights_dir: Path, model: str = "midas_v21", merg
         "max_res": None if math.isinf(config.max_res) else float(config.max_res),
         "output_resolution": config.output_resolution, "receptive_field": config.receptive_field,
         "max_net_input": config.max_net_input, "precision": precision, "model": model,
-        "weights": {model: weights(weights_dir, model),
-                    "mergenet": weights(merge_weights_dir if merge_weights_dir is not None else weights_dir,
-                                        "mergenet")},
+        "weights": {model: weights_identity(weights_dir, model),
+                    "mergenet": weights_identity(merge_weights_dir if merge_weights_dir is not None
+                                                 else weights_dir, "mergenet")},
     })
 
 
