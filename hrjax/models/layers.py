@@ -106,7 +106,9 @@ def configure(model: nnx.Module, *, grouped_impl: str | None = None, precision: 
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     for _, module in nnx.iter_modules(model):
-        if isinstance(module, Conv2d) and grouped_impl is not None:
+        # only grouped convolutions: setting it on the others (DAv2, the merge net) would change their graphdef
+        # and recompile an identical network
+        if isinstance(module, Conv2d) and grouped_impl is not None and module.groups > 1:
             module.grouped_impl = grouped_impl
         if hasattr(module, "precision") and precision is not None:
             module.precision = precision
