@@ -15,7 +15,6 @@ from hrjax.golden import RUN_METADATA, candidate, compare, golden_run  # noqa: F
 from hrjax.io import quantize_16bit
 from hrjax.pipeline import kernels
 from hrjax.pipeline.boost import boost
-from hrjax.pipeline.config import BoostConfig
 
 CASES = [pytest.param(f"{img}_{mode}", id=f"{img}_{mode}")
          for img, mode in (("synthetic_480", "R0"), ("synthetic_480", "R20"), ("synthetic_480", "Final_mr1500"),
