@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -199,7 +200,8 @@ def stage_final(rec, models, image, cfg, precision: str, reference_depth=None):
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--golden", type=Path, default=ROOT.parent / "shared" / "golden")
+    ap.add_argument("--golden", type=Path,
+                    default=Path(os.environ.get("HRJAX_GOLDEN_DIR", ROOT.parent / "shared" / "golden")))
     ap.add_argument("--out", type=Path, default=Path("device_check.json"))
     ap.add_argument("--weights-dir", type=Path, help="an existing store of the synthetic weights (skips converting)")
     ap.add_argument("--quick", action="store_true", help="shrunk sizes: a smoke test on a CPU")
