@@ -163,20 +163,10 @@ def device_peak_gb() -> float | None:
 
 
 def synthetic_weights(tmp: Path) -> Path:
-    import importlib.util
-
-    from convert import convert_checkpoint
+    from hrjax.convert.synthetic import synthetic_store
 
     golden = Path(os.environ.get("HRJAX_GOLDEN_DIR", ROOT.parent / "shared" / "golden"))
-    spec = importlib.util.spec_from_file_location("synth_weights", golden / "synth_weights.py")
-    sw = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sw)
-    for manifest, fname, model in (("midas_v21.json", "midas_v21-f6b98070.pt", "midas_v21"),
-                                   ("mergenet.json", "latest_net_G.pth", "mergenet")):
-        sw.save_torch(sw.synth_state_dict(sw.load_manifest(golden / "manifests" / manifest)), tmp / fname)
-        convert_checkpoint(model, tmp / fname, tmp / "weights", allow_unknown=True)
-        (tmp / fname).unlink()
-    return tmp / "weights"
+    return synthetic_store(golden, tmp / "weights")
 
 
 def synthetic_weights_in_child(tmp: Path) -> Path:

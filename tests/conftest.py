@@ -44,7 +44,6 @@ from hrjax.host_memory import limit_malloc_arenas  # noqa: E402
 
 limit_malloc_arenas()  # like the CLI: keeps the test process's heap from fragmenting (hrjax.host_memory)
 
-import importlib.util  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
@@ -82,30 +81,28 @@ def golden() -> Path:
     return g
 
 
-def _golden_module(golden: Path, filename: str, name: str):
-    spec = importlib.util.spec_from_file_location(name, golden / filename)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="session")
 def synth(golden):
     """The golden folder's synth_weights module (numpy-only weight rule, README section 2)."""
-    return _golden_module(golden, "synth_weights.py", "synth_weights")
+    from hrjax.convert.synthetic import synth_module
+
+    return synth_module(golden)
 
 
 @pytest.fixture(scope="session")
 def golden_compare(golden):
     """The golden folder's compare.py (the tolerance table of README section 6)."""
-    return _golden_module(golden, "compare.py", "golden_compare")
+    from hrjax.golden import compare_module
+
+    return compare_module(golden)
 
 
 @pytest.fixture(scope="session")
 def synth_state_dicts(golden, synth) -> dict:
     """``{model: state dict}`` of the synthetic weights (golden README 2), numpy arrays, built once."""
-    return {model: synth.synth_state_dict(synth.load_manifest(golden / "manifests" / f"{model}.json"), seed=0)
-            for model in ("midas_v21", "mergenet")}
+    from hrjax.convert.synthetic import SESSION_MODELS, synth_state_dict
+
+    return {model: synth_state_dict(golden, model, synth=synth) for model in SESSION_MODELS}
 
 
 def _built_once(tmp_path_factory, name: str, build) -> Path:
@@ -164,7 +161,9 @@ def mergenet_checkpoint(tmp_path_factory, request) -> Path:
 def leres_state_dict(golden, synth) -> dict:
     """Synthetic LeReS ResNeXt-101 weights (golden README 2, 7), keys as RelDepthModel.state_dict() names them.
     Apart from ``synth_state_dicts``: 115 M values, built only by the sessions that run LeReS tests."""
-    return synth.synth_state_dict(synth.load_manifest(golden / "manifests" / "leres_res101.json"), seed=0)
+    from hrjax.convert.synthetic import synth_state_dict
+
+    return synth_state_dict(golden, "leres_res101", synth=synth)
 
 
 @pytest.fixture(scope="session")
@@ -194,7 +193,9 @@ def leres_weights_dir(tmp_path_factory, request) -> Path:
 @pytest.fixture(scope="session")
 def dav2_vits_state_dict(golden, synth) -> dict:
     """Synthetic Depth Anything V2 ViT-S weights (golden README 2 and 7), numpy arrays, built once."""
-    return synth.synth_state_dict(synth.load_manifest(golden / "manifests" / "dav2_vits.json"), seed=0)
+    from hrjax.convert.synthetic import synth_state_dict
+
+    return synth_state_dict(golden, "dav2_vits", synth=synth)
 
 
 @pytest.fixture(scope="session")
@@ -225,10 +226,9 @@ def _converted_store(tmp_path_factory, request, folder: str, checkpoints: dict[s
     pytest.importorskip("torch")
 
     def build(wd: Path) -> None:
-        from convert import convert_checkpoint
+        from hrjax.convert.synthetic import converted_store
 
-        for model, checkpoint in checkpoints.items():
-            convert_checkpoint(model, request.getfixturevalue(checkpoint), wd, allow_unknown=True)
+        converted_store(wd, {model: request.getfixturevalue(fixture) for model, fixture in checkpoints.items()})
     return _built_once(tmp_path_factory, folder, build)
 
 

@@ -1,7 +1,8 @@
 """Reference twins of pipeline operations that only the tests use: the paste family (a 1024^2 map resized and
-placed at a rect of a full canvas), the 3000^2 master mask and its canvas profiles. The pipeline computes the
-same results another way (per-patch canvases, closed-form mask profiles); the tests check the two agree.
-Moved here from hrjax/ops/crop.py and hrjax/ops/mask.py."""
+placed at a rect of a full canvas), the 3000^2 master mask and its canvas profiles, and the dense crop+resize
+operators (full interpolation matrices applied as einsums) that the device path used before it became banded.
+The pipeline computes the same results another way (per-patch canvases, closed-form mask profiles, bands of 4
+or 2 taps); the tests check the two agree. Moved here from hrjax/ops/crop.py and hrjax/ops/mask.py."""
 
 from __future__ import annotations
 
@@ -90,3 +91,42 @@ def batched_paste(maps: jax.Array, sy: jax.Array, sx: jax.Array) -> jax.Array:
     sx = sx.astype(maps.dtype)
     t = jnp.einsum("nhi,nij->nhj", sy, maps, precision=_HIGHEST)
     return jnp.einsum("nhj,nwj->nhw", t, sx, precision=_HIGHEST)
+
+
+def crop_resize_matrices(rect: Sequence[int], in_hw: tuple[int, int], size: tuple[int, int] = MERGE_SIZE,
+                         method: Method = "cubic", *, cv_dtype=np.float32, channels: int = 1,
+                         variant: Variant | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(Ry (out_h, H), Rx (out_w, W))`` float64 with ``Ry @ img @ Rx^T == resize(crop(img, rect), size)``:
+    the resize weights of the clipped crop in columns ``y0 .. y1-1`` (``x0 .. x1-1``), zeros elsewhere (SPEC
+    §5.4 steps 2+4). The dense twin of :func:`hrjax.ops.crop.crop_resize_bands`."""
+    bounds = crop_bounds(rect, in_hw)
+    h_r, w_r = _nonempty(bounds, rect)
+    y0, y1, x0, x1 = bounds
+    var = variant or cv2_variant(method, cv_dtype, (h_r, w_r), channels)
+    ry = np.zeros((int(size[0]), int(in_hw[0])))
+    rx = np.zeros((int(size[1]), int(in_hw[1])))
+    ry[:, y0:y1] = resize_matrix(h_r, int(size[0]), method, var, vertical=True)
+    rx[:, x0:x1] = resize_matrix(w_r, int(size[1]), method, var)
+    return ry, rx
+
+
+def stack_crop_resize_matrices(rects: Sequence[Sequence[int]], in_hw: tuple[int, int],
+                               size: tuple[int, int] = MERGE_SIZE, method: Method = "cubic", *,
+                               cv_dtype=np.float32, channels: int = 1,
+                               dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """(N, out_h, H) and (N, out_w, W) stacks of :func:`crop_resize_matrices` for N rects (SPEC §11)."""
+    pairs = [crop_resize_matrices(r, in_hw, size, method, cv_dtype=cv_dtype, channels=channels) for r in rects]
+    return (np.stack([p[0] for p in pairs]).astype(dtype), np.stack([p[1] for p in pairs]).astype(dtype))
+
+
+@jax.jit
+def batched_crop_resize_dense(img: jax.Array, ry: jax.Array, rx: jax.Array) -> jax.Array:
+    """``out[n] = ry[n] @ img @ rx[n]^T`` per channel: the dense twin of :func:`hrjax.ops.crop.batched_crop_resize`
+    (O(H + W) multiply-adds per output pixel instead of O(k))."""
+    ry = ry.astype(img.dtype)
+    rx = rx.astype(img.dtype)
+    if img.ndim == 2:
+        t = jnp.einsum("noh,hw->now", ry, img, precision=_HIGHEST)
+        return jnp.einsum("now,npw->nop", t, rx, precision=_HIGHEST)
+    t = jnp.einsum("noh,hwc->nowc", ry, img, precision=_HIGHEST)
+    return jnp.einsum("nowc,npw->nopc", t, rx, precision=_HIGHEST)

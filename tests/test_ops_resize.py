@@ -16,18 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hrjax.ops.crop import (
-    batched_crop_resize,
-    batched_window_resize,
-    crop,
-    crop_bounds,
-    crop_resize_matrices,
-    crop_resize_np,
-    stack_crop_resize_matrices,
-    stack_window_resize_matrices,
-)
-from hrjax.ops.resize import cv2_variant, resize, resize_matrix, resize_np
-from reference_ops import batched_paste, paste_matrices, stack_paste_matrices
+from hrjax.ops.banded import band_of, shifted
+from hrjax.ops.crop import batched_crop_resize, crop, crop_bounds, crop_resize_bands, crop_resize_np, stack_crop_resize_bands
+from hrjax.ops.resize import cv2_variant, resize, resize_band, resize_matrix, resize_np
+from reference_ops import (batched_crop_resize_dense, batched_paste, crop_resize_matrices, paste_matrices,
+                           stack_crop_resize_matrices, stack_paste_matrices)
 
 CV = {"cubic": cv2.INTER_CUBIC, "linear": cv2.INTER_LINEAR}
 TOL32 = 2e-6
@@ -291,48 +284,73 @@ RECTS = [[10, 20, 150, 150], [320, 250, 100, 100], [0, 0, 400, 300], [5, 7, 3, 2
 
 def test_batched_crop_resize_matches_cv2(rng):
     base = rng.random((300, 400)).astype(np.float32)
-    ry, rx = stack_crop_resize_matrices(RECTS, base.shape, (1024, 1024))
-    assert ry.shape == (len(RECTS), 1024, 300) and rx.shape == (len(RECTS), 1024, 400) and ry.dtype == np.float32
-    out = np.asarray(batched_crop_resize(jnp.asarray(base), jnp.asarray(ry), jnp.asarray(rx)))
+    iy, wy, ix, wx = stack_crop_resize_bands(RECTS, base.shape, (1024, 1024))
+    assert iy.shape == wy.shape == ix.shape == wx.shape == (len(RECTS), 1024, 4)
+    assert iy.dtype == np.int32 and wy.dtype == np.float32
+    out = np.asarray(batched_crop_resize(jnp.asarray(base), iy, wy, ix, wx))
     for i, r in enumerate(RECTS):
         x, y, w, h = r
         ref = cv2.resize(base[y:y + h, x:x + w], (1024, 1024), interpolation=cv2.INTER_CUBIC)
         assert err(out[i], ref) <= TOL32, r
         assert err(crop_resize_np(base, r), ref) <= TOL32, r
-        ry1, rx1 = crop_resize_matrices(r, base.shape)
-        assert not ry1[:, :max(y, 0)].any() and not ry1[:, y + h:].any()  # zero outside the crop rows
+        y0, y1, x0, x1 = crop_bounds(r, base.shape)
+        assert iy[i].min() >= y0 and iy[i].max() < y1 and ix[i].min() >= x0 and ix[i].max() < x1  # taps in the crop
 
 
 def test_batched_crop_resize_rgb_float64_reference(rng):
     """RGB float64 crops resized to a network size (SPEC §3.2 step 1 on a patch): cv2's generic path."""
     rgb = rng.random((120, 90, 3))
     rects = [[3, 4, 50, 50], [60, 100, 40, 40]]
-    ry, rx = stack_crop_resize_matrices(rects, rgb.shape[:2], (384, 384), cv_dtype=np.float64, channels=3)
-    out = np.asarray(batched_crop_resize(jnp.asarray(rgb, jnp.float32), jnp.asarray(ry), jnp.asarray(rx)))
-    for i, (x, y, w, h) in enumerate(rects):
-        ref = cv2.resize(rgb[y:y + h, x:x + w], (384, 384), interpolation=cv2.INTER_CUBIC)
-        assert err(out[i], ref) <= TOL32
-        assert err(crop_resize_np(rgb, rects[i], (384, 384)), ref) <= TOL64
+    for method in ("cubic", "linear"):  # MiDaS / DAv2 resize CUBIC, LeReS LINEAR
+        bands = stack_crop_resize_bands(rects, rgb.shape[:2], (384, 384), method, cv_dtype=np.float64, channels=3)
+        assert bands[0].shape[-1] == {"cubic": 4, "linear": 2}[method]
+        out = np.asarray(batched_crop_resize(jnp.asarray(rgb, jnp.float32), *bands))
+        for i, (x, y, w, h) in enumerate(rects):
+            ref = cv_resize(rgb[y:y + h, x:x + w], (384, 384), method)
+            assert err(out[i], ref) <= TOL32
+            assert err(crop_resize_np(rgb, rects[i], (384, 384), method), ref) <= TOL64
 
 
-@pytest.mark.parametrize("quantum", [1, 64, 512])
-def test_windowed_crop_resize_equals_full_operators(rng, quantum):
-    """Window operators (only the columns around each crop) give the full-operator result, gray and RGB."""
+@pytest.mark.parametrize("method", ["cubic", "linear"])
+def test_banded_crop_resize_equals_dense_operators(rng, method):
+    """The bands hold exactly the dense operators' weights (same numbers, zeros dropped), and applying them
+    gives the dense einsum's result up to float32 summation order; gray and RGB, up and down."""
     base = rng.random((300, 400)).astype(np.float32)
-    ry, rx = stack_crop_resize_matrices(RECTS, base.shape, (256, 192))
-    full = np.asarray(batched_crop_resize(jnp.asarray(base), jnp.asarray(ry), jnp.asarray(rx)))
-    starts, wy, wx = stack_window_resize_matrices(RECTS, base.shape, (256, 192), quantum=quantum)
-    assert wy.shape[2] <= 300 and wx.shape[2] <= 400 and starts.dtype == np.int32
-    win = np.asarray(batched_window_resize(jnp.asarray(base), jnp.asarray(starts), jnp.asarray(wy), jnp.asarray(wx)))
-    np.testing.assert_allclose(win, full, rtol=0, atol=2e-6)
+    for size in ((256, 192), (40, 700)):
+        iy, wy, ix, wx = stack_crop_resize_bands(RECTS, base.shape, size, method)
+        ry, rx = stack_crop_resize_matrices(RECTS, base.shape, size, method)
+        for i in range(len(RECTS)):  # the band scattered back is the dense operator, bit for bit
+            for idx, w, dense in ((iy[i], wy[i], ry[i]), (ix[i], wx[i], rx[i])):
+                back = np.zeros_like(dense)
+                np.add.at(back, (np.arange(len(idx))[:, None], idx), w)
+                np.testing.assert_array_equal(back, dense)
+        banded = np.asarray(batched_crop_resize(jnp.asarray(base), iy, wy, ix, wx))
+        dense = np.asarray(batched_crop_resize_dense(jnp.asarray(base), jnp.asarray(ry), jnp.asarray(rx)))
+        np.testing.assert_allclose(banded, dense, rtol=0, atol=2e-6)
     rgb = rng.random((120, 90, 3))
     rects = [[3, 4, 50, 50], [60, 100, 40, 40], [80, 0, 30, 20]]
-    ry, rx = stack_crop_resize_matrices(rects, rgb.shape[:2], (64, 64), cv_dtype=np.float64, channels=3)
-    starts, wy, wx = stack_window_resize_matrices(rects, rgb.shape[:2], (64, 64), cv_dtype=np.float64, channels=3,
-                                                  quantum=quantum)
     img = jnp.asarray(rgb, jnp.float32)
-    np.testing.assert_allclose(np.asarray(batched_window_resize(img, starts, wy, wx)),
-                               np.asarray(batched_crop_resize(img, ry, rx)), rtol=0, atol=2e-6)
+    bands = stack_crop_resize_bands(rects, rgb.shape[:2], (64, 64), method, cv_dtype=np.float64, channels=3)
+    ry, rx = stack_crop_resize_matrices(rects, rgb.shape[:2], (64, 64), method, cv_dtype=np.float64, channels=3)
+    np.testing.assert_allclose(np.asarray(batched_crop_resize(img, *bands)),
+                               np.asarray(batched_crop_resize_dense(img, ry, rx)), rtol=0, atol=2e-6)
+
+
+def test_band_of_refuses_non_band_operators_and_pads():
+    m = resize_matrix(10, 7, "cubic")
+    idx, w = band_of(m, 4)
+    assert idx.shape == (7, 4) and idx.min() >= 0 and idx.max() <= 9
+    with pytest.raises(ValueError, match="not a 2-tap band"):
+        band_of(m, 2)  # cubic weights need 4 taps: a 2-tap band would drop weights
+    sparse = np.zeros((3, 8))
+    sparse[0, [0, 5]] = 1.0  # non-zeros 6 columns apart
+    with pytest.raises(ValueError):
+        band_of(sparse, 4)
+    i3, w3 = resize_band(3, 9, "cubic")  # a source shorter than k: k taps all the same, extra ones weigh 0
+    assert i3.shape == (9, 4) and i3.max() == 2 and not w3[:, 3].any()
+    pi, pw = shifted(resize_band(10, 7, "linear"), 5, rows=9)
+    assert pi.shape == (9, 2) and not pw[7:].any() and (pi[7:] == 5).all()
+    np.testing.assert_array_equal(pi[:7], resize_band(10, 7, "linear")[0] + 5)
 
 
 def test_batched_paste_matches_cv2(rng):
@@ -353,6 +371,8 @@ def test_batched_paste_matches_cv2(rng):
 def test_paste_undoes_nothing_outside_rect_and_empty_rect_raises():
     sy, sx = paste_matrices([390, 290, 50, 50], (300, 400), (16, 16))
     assert not sy[:290].any() and not sx[:390].any()
+    with pytest.raises(ValueError):
+        crop_resize_bands([400, 0, 10, 10], (300, 400))
     with pytest.raises(ValueError):
         crop_resize_matrices([400, 0, 10, 10], (300, 400))
     with pytest.raises(ValueError):

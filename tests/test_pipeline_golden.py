@@ -6,16 +6,15 @@ Final layout), with the native grouped convolution (conftest.native: it compiles
 2200-px Final cases (10 and 15 patches) are the fuller check, marked ``heavy``, with the platform's default
 formulation (split on CPU)."""
 
-import json
 from collections import Counter
 
 import numpy as np
 import pytest
 
-from hrjax.io import quantize_16bit, read_image
+from hrjax.golden import RUN_METADATA, candidate, compare, golden_run  # noqa: F401  (candidate: other tests)
+from hrjax.io import quantize_16bit
 from hrjax.pipeline import kernels
 from hrjax.pipeline.boost import boost
-from hrjax.pipeline.config import BoostConfig
 
 CASES = [pytest.param(f"{img}_{mode}", id=f"{img}_{mode}")
          for img, mode in (("synthetic_480", "R0"), ("synthetic_480", "R20"), ("synthetic_480", "Final_mr1500"),
@@ -25,21 +24,6 @@ CASES = [pytest.param(f"{img}_{mode}", id=f"{img}_{mode}")
 HEAVY_CASES = [pytest.param(name, id=name, marks=pytest.mark.heavy)
                for name in ("lunch_640_R20", "synthetic_480_Final", "lunch_640_Final")]
 ALL_GOLDEN_FILES = [c.values[0] for c in CASES + HEAVY_CASES]
-RUN_METADATA = {"image_path", "mode", "options_json", "input_shape"}
-
-
-def candidate(result):
-    p = result.plan
-    c = dict(result.intermediates)
-    c.update(result.call_log())
-    c.update(R=np.int64(p.R), K=np.float64(p.K), R0=np.int64(p.R0), R0_K=np.float64(p.R0_K),
-             written_png=quantize_16bit(result.depth))
-    if p.boost:
-        c.update(factor=np.float64(p.factor), target_size=np.array(p.target_size, np.int64),
-                 n_patches=np.int64(p.n_patches), patch_ids=p.patch_ids, patch_rects_target=p.rects_target,
-                 patch_rects_scaled=p.rects_scaled, mergein_scale=np.float64(p.mergein_scale),
-                 mergein_shape=np.array(p.mergein_shape, np.int64))
-    return c
 
 
 @pytest.fixture
@@ -62,30 +46,10 @@ def observed_calls(monkeypatch):
 
 @pytest.mark.parametrize("name", CASES + HEAVY_CASES)
 def test_pipeline_matches_reference(golden, golden_compare, request, name, observed_calls, capsys):
-    compare = golden_compare
     models = request.getfixturevalue("models" if name.endswith("_Final") else "native")  # see the docstring
-    gold = np.load(golden / "pipeline" / f"{name}.npz")
-    options = json.loads(str(gold["options_json"]))
-    max_res = options["max_res"] if options["max_res"] is not None else float("inf")
-    img = read_image(golden / str(gold["image_path"]))
-    assert img.shape == tuple(gold["input_shape"])
-    cfg = BoostConfig(mode=str(gold["mode"]).lower(), max_res=max_res, max_batch=1,
-                      output_resolution="input" if options["output_resolution"] == 1 else "native")
+    gold, img, cfg = golden_run(golden, name)
     result = boost(models, img, cfg, keep_intermediates=True)
-    cand = candidate(result)
-    failures, lines = [], []
-    for key in gold.files:
-        if key in RUN_METADATA:
-            continue
-        metric, tol = compare.rule_for(key)
-        assert key in cand, f"candidate lacks {key}"
-        g, c = gold[key], np.asarray(cand[key])
-        if metric == "exact" and g.dtype.kind in "iu":
-            c = c.astype(g.dtype)
-        v = compare.measure(metric, g, c)
-        lines.append(f"{name} {key:28s} {metric:6s} {v if v is not None else float('nan'):.3e} <= {tol:.1e}")
-        if v is None or not v <= tol:
-            failures.append(lines[-1] + (f" (shape {c.shape} vs {g.shape})" if v is None else ""))
+    lines, failures = compare(gold, candidate(result), golden_compare, name)
     with capsys.disabled():
         print("\n" + "\n".join(lines) + f"\n{name}: {result.timings}")
     assert not failures, "\n".join(failures)

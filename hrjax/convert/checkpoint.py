@@ -113,10 +113,22 @@ def convert_checkpoint(model: str, source: Path, weights_dir: Path | None = None
             f"convert it with --allow-unknown")
     tensors = read_torch_state_dict(source, state_dict_entry=entry.checkpoint.state_dict_entry,
                                     optional_prefix=entry.checkpoint.optional_prefix)
-    matched = match_state_dict(key_table(entry.build()), tensors, what=f"checkpoint {source}", from_torch=True)
+    return store_state_dict(model, tensors, weights_dir, source_name=source.name, source_sha256=digest,
+                            source_check="official" if digest == expected else "allow-unknown",
+                            what=f"checkpoint {source}")
+
+
+def store_state_dict(model: str, tensors: dict[str, np.ndarray], weights_dir: Path | None = None, *,
+                     source_name: str, source_sha256: str, source_check: str, what: str | None = None) -> Path:
+    """The converter's second half: a PyTorch-layout state_dict (numpy arrays, keys as the official module
+    names them) checked strictly against ``model``'s key table, transposed and stored; returns the model's
+    store dir. :func:`convert_checkpoint` feeds it a checkpoint file's tensors; the synthetic weights
+    (:mod:`hrjax.convert.synthetic`) feed it in-memory arrays when torch is not installed."""
+    entry = catalog.get(model)
+    matched = match_state_dict(key_table(entry.build()), tensors, what=what or f"{model} state_dict",
+                               from_torch=True)
     info = store.WeightsInfo(
-        model=model, source_name=source.name, source_sha256=digest,
+        model=model, source_name=source_name, source_sha256=source_sha256,
         converter_version=store.CONVERTER_VERSION, n_tensors=len(matched),
-        n_values=int(sum(v.size for v in matched.values())), created=store.now_iso(),
-        source_check="official" if digest == expected else "allow-unknown")
+        n_values=int(sum(v.size for v in matched.values())), created=store.now_iso(), source_check=source_check)
     return store.save(weights_dir if weights_dir is not None else store.default_weights_dir(), info, matched)

@@ -4,7 +4,8 @@ cv2's resize is separable: ``out = Ry @ img @ Rx^T`` per channel, where ``Ry`` (
 (out_w, W) hold the interpolation weights of one axis each (SPEC §9.2). ``jax.image.resize`` cannot be used:
 its cubic kernel is A = -0.5 and it antialiases on downscale, cv2 uses A = -0.75 and never antialiases.
 The matrices are built on the host in float64 (:func:`resize_matrix`, cached) and applied either with
-numpy (:func:`resize_np`, float64) or as two jitted einsums (:func:`resize`).
+numpy (:func:`resize_np`, float64) or, on the device, as bands of the same weights (:func:`resize_band`,
+:mod:`hrjax.ops.banded`: k = 4 or 2 taps per output pixel and axis, gathered and summed; :func:`resize`).
 
 **Two code paths inside cv2 (measured on opencv-python-headless 5.0.0.93, the version of the fixtures).**
 ``cv2.resize`` first offers the call to its Intel IPP HAL (``hal/ipp/src/resize_ipp.cpp``); only when IPP
@@ -38,12 +39,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hrjax.ops.banded import TAPS, band_of, resize_2d
+
 Method = Literal["cubic", "linear"]
 Variant = Literal["generic", "ipp"]
 
 _METHODS = ("cubic", "linear")
 _VARIANTS = ("generic", "ipp")
-_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def cv2_variant(method: Method, dtype, in_hw: tuple[int, int], channels: int = 1) -> Variant:
@@ -176,6 +178,18 @@ def resize_matrix(n_in: int, n_out: int, method: Method = "cubic", variant: Vari
     return r
 
 
+@functools.lru_cache(maxsize=24)
+def resize_band(n_in: int, n_out: int, method: Method = "cubic", variant: Variant = "generic",
+                vertical: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`resize_matrix` as a band (:func:`hrjax.ops.banded.band_of`): ``(idx (n_out, k) int32,
+    w (n_out, k) float64)`` with k = 4 (CUBIC) or 2 (LINEAR), at most ``n_in``. The same weights: replicated
+    border taps are the dense matrix's summed entries. Cached and read-only."""
+    idx, w = band_of(resize_matrix(n_in, n_out, method, variant, vertical), TAPS[method])
+    idx.flags.writeable = False
+    w.flags.writeable = False
+    return idx, w
+
+
 def _split_shape(shape: tuple[int, ...], batched: bool) -> tuple[tuple[int, ...], int, int, int | None]:
     """(batch dims, H, W, channels or None) of an (H,W), (H,W,C), (N,H,W) or (N,H,W,C) array."""
     lead = 1 if batched else 0
@@ -214,9 +228,9 @@ def resize(img: jax.Array, size: tuple[int, int], method: Method = "cubic", *, b
     cv2; defaults to ``img.dtype``), the source size and the channel count, unless ``variant`` forces one.
     E.g. a reference float64 host resize computed here in float32 should pass ``cv_dtype=np.float64``.
 
-    The weights are cast to ``img.dtype`` and contracted with ``Precision.HIGHEST`` so that GPUs do not use
-    TF32. The two contractions are ordered to minimise flops. A same-size resize returns ``img`` unchanged
-    (cv2 copies).
+    The weights are cast to ``img.dtype`` and applied as bands (:func:`resize_band`): k gathered taps per
+    output pixel and axis, summed in ``img.dtype`` (no matmul, so no TF32 on GPUs either). The axis that
+    shrinks the data most goes first. A same-size resize returns ``img`` unchanged (cv2 copies).
     """
     _check_method(method)
     out_h, out_w = _check_size(size)
@@ -227,18 +241,10 @@ def resize(img: jax.Array, size: tuple[int, int], method: Method = "cubic", *, b
     if (h, w) == (out_h, out_w):
         return img  # cv::resize: dsize == ssize -> exact copy
     var = _resolve_variant(method, variant, cv_dtype, img.dtype, (h, w), c)
-    ry = jnp.asarray(resize_matrix(h, out_h, method, var, vertical=True), dtype=img.dtype)
-    rx = jnp.asarray(resize_matrix(w, out_w, method, var), dtype=img.dtype)
-
+    iy, wy = resize_band(h, out_h, method, var, vertical=True)
+    ix, wx = resize_band(w, out_w, method, var)
     x = img.reshape((-1, h, w, 1 if c is None else c))  # (B, H, W, C): one code path for all layouts
-    # Contract the axis whose resize shrinks the data most first (cost: out_h·H·W + out_h·W·out_w vs
-    # H·W·out_w + out_h·H·out_w per image and channel).
-    if out_h * h * w + out_h * w * out_w <= h * w * out_w + out_h * h * out_w:
-        t = jnp.einsum("oh,bhwc->bowc", ry, x, precision=_HIGHEST)
-        y = jnp.einsum("pw,bowc->bopc", rx, t, precision=_HIGHEST)
-    else:
-        t = jnp.einsum("pw,bhwc->bhpc", rx, x, precision=_HIGHEST)
-        y = jnp.einsum("oh,bhpc->bopc", ry, t, precision=_HIGHEST)
+    y = resize_2d(x, jnp.asarray(iy), jnp.asarray(wy), jnp.asarray(ix), jnp.asarray(wx), axes=(1, 2))
     return y.reshape(batch + (out_h, out_w) + (() if c is None else (c,)))
 
 

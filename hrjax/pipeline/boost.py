@@ -22,8 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hrjax.ops.crop import (batched_crop_resize, batched_window_resize, stack_crop_resize_matrices,
-                            stack_window_resize_matrices, window_size)
+from hrjax.ops.crop import batched_crop_resize, stack_crop_resize_bands
 from hrjax.ops.mask import patch_mask
 from hrjax.models.mergenet import MERGE_SIZE
 from hrjax.pipeline import canvas, kernels
@@ -80,8 +79,7 @@ def resize_map(m: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
     h, w = m.shape
     if (h, w) == tuple(out_hw):
         return m
-    ay, ax = stack_crop_resize_matrices([(0, 0, w, h)], (h, w), tuple(out_hw))
-    return batched_crop_resize(m, ay, ax)[0]
+    return batched_crop_resize(m, *stack_crop_resize_bands([(0, 0, w, h)], (h, w), tuple(out_hw)))[0]
 
 
 def boost(models: Models, image: np.ndarray, config: BoostConfig = BoostConfig(), *,
@@ -246,7 +244,6 @@ def _local_boost(models: Models, whole_double: jax.Array, p: Plan, config: Boost
     merged = progress_of(STAGES[3])
     # SPEC 5.4 steps 4-9 chunk by chunk in merge order: the merge inputs come from the frozen base estimate
     # (quirk Q5), so only the blend is ordered, and blending each chunk as it comes is the same fold.
-    window = window_size([c.rect for c in crops], (hs, ws))
     hc = canvas.canvas_size(max(c.h for c in crops))
     wc = canvas.canvas_size(max(c.w for c in crops))
     updated = np.array(base_host, np.float32, copy=True)
@@ -254,13 +251,13 @@ def _local_boost(models: Models, whole_double: jax.Array, p: Plan, config: Boost
     for part in chunks(n, batcher):
         chunk = [crops[i] for i in part]
         # float32 base crops -> 1024^2 (SPEC 5.4 step 4)
-        starts, ey, ex = stack_window_resize_matrices([c.rect for c in chunk], (hs, ws), window=window)
-        b1 = batcher.run(batched_window_resize, (starts, ey, ex), shared=(e_base,))[0]
+        b1 = batcher.run(batched_crop_resize, stack_crop_resize_bands([c.rect for c in chunk], (hs, ws)),
+                         shared=(e_base,))[0]
         m, alpha, beta = batcher.run(kernels.merge_into_base, (b1, pe[part.start:part.stop]), shared=(mg, ms))
         # P is float64 in the reference (polyfit output), so its resize runs cv2's generic path (SPEC 5.4 step 7)
-        fy = np.stack([canvas.resize_into_canvas(MERGE_SIZE, c.h, hc, "generic") for c in chunk])
-        fx = np.stack([canvas.resize_into_canvas(MERGE_SIZE, c.w, wc, "generic") for c in chunk])
-        aligned = np.asarray(batcher.run(kernels.aligned_to_canvas, (fy, m, fx, alpha, beta))[0])
+        fy = canvas.stack_bands([canvas.band_into_canvas(MERGE_SIZE, c.h, hc, "generic") for c in chunk])
+        fx = canvas.stack_bands([canvas.band_into_canvas(MERGE_SIZE, c.w, wc, "generic") for c in chunk])
+        aligned = np.asarray(batcher.run(kernels.aligned_to_canvas, (*fy, m, *fx, alpha, beta))[0])
         alphas.append(np.asarray(alpha, np.float64))
         betas.append(np.asarray(beta, np.float64))
         if first_m is None:

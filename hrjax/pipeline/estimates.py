@@ -20,7 +20,7 @@ import numpy as np
 
 from hrjax.bases.base import BaseNetwork
 from hrjax.models.mergenet import MERGE_SIZE
-from hrjax.ops.crop import batched_window_resize, stack_window_resize_matrices, window_size
+from hrjax.ops.crop import batched_crop_resize, crop_resize_bands, stack_crop_resize_bands
 from hrjax.pipeline import canvas, kernels
 from hrjax.pipeline.batching import Batcher, chunks
 from hrjax.pipeline.patches import Crop, crops_of
@@ -42,7 +42,7 @@ def single_estimates(base: BaseNetwork, graphdef, state, image: jax.Array, crops
     """Base-network single estimates (SPEC 3.2) of many crops of one image at one requested size.
 
     Batched per network input shape and built chunk by chunk (:func:`hrjax.pipeline.batching.chunks`), with one
-    window and one canvas per shape, so every chunk of a group has the same shapes (no recompilation).
+    canvas per shape, so every chunk of a group has the same shapes (no recompilation).
 
     Args:
       base: which base network (input size, resize, normalisation, min-max).
@@ -71,16 +71,14 @@ def single_estimates(base: BaseNetwork, graphdef, state, image: jax.Array, crops
     for shape in sorted(set(net)):
         idx = [i for i, s in enumerate(net) if s == shape]
         group = [crops[i] for i in idx]
-        window = window_size([c.rect for c in group], (H, W), canvas_quantum)
         hc = canvas.canvas_size(max(c.h for c in group), canvas_quantum)
         wc = canvas.canvas_size(max(c.w for c in group), canvas_quantum)
         for part in chunks(len(group), batcher):
             chunk = [group[j] for j in part]
             # the reference resizes the float64 RGB crop, then float32 maps (SPEC 3.2 steps 1, 4)
-            starts, ay, ax = stack_window_resize_matrices([c.rect for c in chunk], (H, W), shape,
-                                                          base.input_resize, cv_dtype=np.float64, channels=3,
-                                                          window=window)
-            rgb = batcher.run(batched_window_resize, (starts, ay, ax), shared=(image,))[0]
+            bands = stack_crop_resize_bands([c.rect for c in chunk], (H, W), shape, base.input_resize,
+                                            cv_dtype=np.float64, channels=3)
+            rgb = batcher.run(batched_crop_resize, bands, shared=(image,))[0]
             crop_maps, merge_maps = _estimates_of(base, graphdef, state, rgb, [(c.h, c.w) for c in chunk], (hc, wc),
                                                   batcher, to_merge=True)
             crop_host = np.asarray(crop_maps) if keep_at_crop else None
@@ -115,12 +113,13 @@ def image_estimates(base: BaseNetwork, graphdef, state, images: np.ndarray, msiz
     """
     n, h, w = images.shape[:3]
     shape = base.input_size(h, w, min(msize, max_net_input))
-    starts, ay, ax = stack_window_resize_matrices([(0, 0, w, h)], (h, w), shape, base.input_resize,
-                                                  cv_dtype=np.float64, channels=3, window=(h, w))
+    iy, wy, ix, wx = crop_resize_bands((0, 0, w, h), (h, w), shape, base.input_resize, cv_dtype=np.float64,
+                                       channels=3)
+    shared = tuple(jnp.asarray(a, jnp.float32 if a.dtype.kind == "f" else jnp.int32) for a in (iy, wy, ix, wx))
     out = []
     for part in chunks(n, batcher):
         rgb = batcher.run(kernels.resize_images, (jnp.asarray(images[part.start:part.stop], jnp.float32),),
-                          shared=(jnp.asarray(ay[0]), jnp.asarray(ax[0])))[0]
+                          shared=shared)[0]
         crop_maps = _estimates_of(base, graphdef, state, rgb, [(h, w)] * len(part), (h, w), batcher,
                                   to_merge=False)[0]
         out += [m for m in np.asarray(crop_maps, np.float32)]
@@ -139,14 +138,14 @@ def _estimates_of(base: BaseNetwork, graphdef, state, rgb: jax.Array, sizes: lis
     network = functools.partial(kernels.base_on_rgb, normalisation=base.normalisation)
     depth = batcher.run(network, (rgb,), shared=(graphdef, state))[0]
     v_net = canvas.variant(np.float32, (nh, nw))
-    by = np.stack([canvas.resize_into_canvas(nh, h, hc, v_net) for h, _ in sizes])
-    bx = np.stack([canvas.resize_into_canvas(nw, w, wc, v_net) for _, w in sizes])
+    by = canvas.stack_bands([canvas.band_into_canvas(nh, h, hc, v_net) for h, _ in sizes])
+    bx = canvas.stack_bands([canvas.band_into_canvas(nw, w, wc, v_net) for _, w in sizes])
     valid = np.stack([(np.arange(hc)[:, None] < h) & (np.arange(wc)[None, :] < w) for h, w in sizes])
     if not to_merge:
         to_crop = functools.partial(kernels.estimate_to_crop_size, min_max=base.min_max)
-        return tuple(batcher.run(to_crop, (by, depth, bx, valid)))
+        return tuple(batcher.run(to_crop, (*by, depth, *bx, valid)))
     v_crop = [canvas.variant(np.float32, hw) for hw in sizes]
-    cy = np.stack([canvas.resize_from_canvas(h, MERGE_SIZE, hc, v) for (h, _), v in zip(sizes, v_crop)])
-    cx = np.stack([canvas.resize_from_canvas(w, MERGE_SIZE, wc, v) for (_, w), v in zip(sizes, v_crop)])
+    cy = canvas.stack_bands([canvas.band_from_canvas(h, MERGE_SIZE, v) for (h, _), v in zip(sizes, v_crop)])
+    cx = canvas.stack_bands([canvas.band_from_canvas(w, MERGE_SIZE, v) for (_, w), v in zip(sizes, v_crop)])
     to_both = functools.partial(kernels.estimate_to_crop_and_merge_size, min_max=base.min_max)
-    return tuple(batcher.run(to_both, (by, depth, bx, valid, cy, cx)))
+    return tuple(batcher.run(to_both, (*by, depth, *bx, valid, *cy, *cx)))

@@ -1,11 +1,12 @@
-"""The jitted device kernels of the pipeline: resizes as einsums, network passes, merges, alignment.
+"""The jitted device kernels of the pipeline: banded resizes, network passes, merges, alignment.
 
-Every OpenCV-exact resize is a pair of dense interpolation matrices built on the host
-(:mod:`hrjax.pipeline.canvas`, :mod:`hrjax.ops.crop`), so the N patches of an image become fixed-shape stacks
-of operators and each stage here is one batched einsum or network call (SPEC 11). The network functions are
-jitted separately from the cheap resize einsums, so a new image size recompiles only the einsums
-(milliseconds), never the base network or the merge net, which compile once per bucket shape. No host code here:
-chunking and sharding are :mod:`hrjax.pipeline.batching`'s.
+Every OpenCV-exact resize is a pair of bands (k source taps and weights per output row / column, built on the
+host: :mod:`hrjax.pipeline.canvas`, :mod:`hrjax.ops.crop`), so the N patches of an image become fixed-shape
+stacks of bands and each stage here is one batched gather-and-sum or network call (SPEC 11). A band pair is
+passed as four arrays ``(iy, wy, ix, wx)``: rows' tap indices and weights, then columns'. The network
+functions are jitted separately from the cheap resizes, so a new image size recompiles only those
+(milliseconds), never the base network or the merge net, which compile once per bucket shape. No host code
+here: chunking and sharding are :mod:`hrjax.pipeline.batching`'s.
 """
 
 from __future__ import annotations
@@ -19,18 +20,16 @@ from flax import nnx
 
 from hrjax.bases.base import Normalisation
 from hrjax.models import mergenet
-
-HIGHEST = jax.lax.Precision.HIGHEST
+from hrjax.ops.banded import resize_2d
 FLOAT64_EPS = 2.22e-16  # the reference's "max - min > eps" guards (SPEC 1.4, 3.2)
 
 
 # --- device: small jitted kernels --------------------------------------------------------------------------
 
 @jax.jit
-def resize_maps(ay: jax.Array, maps: jax.Array, ax: jax.Array) -> jax.Array:
-    """Per-sample (N, A, h) @ (N, h, w) @ (N, B, w)^T -> (N, A, B)."""
-    t = jnp.einsum("nah,nhw->naw", ay, maps, precision=HIGHEST)
-    return jnp.einsum("naw,nbw->nab", t, ax, precision=HIGHEST)
+def resize_maps(iy, wy, maps: jax.Array, ix, wx) -> jax.Array:
+    """Per-sample resizes: (N, h, w) maps with bands (N, A, k), (N, B, k) -> (N, A, B)."""
+    return jax.vmap(resize_2d)(maps, iy, wy, ix, wx)
 
 
 def _masked_minmax_normalize(x: jax.Array, valid: jax.Array) -> jax.Array:
@@ -49,28 +48,28 @@ def _masked_minmax_normalize(x: jax.Array, valid: jax.Array) -> jax.Array:
 
 
 @jax.jit
-def resize_images(ay: jax.Array, ax: jax.Array, images: jax.Array) -> jax.Array:
-    """(A, H) @ (N, H, W, C) @ (B, W)^T per channel -> (N, A, B, C): one resize for many images of one size."""
-    t = jnp.einsum("ah,nhwc->nawc", ay, images, precision=HIGHEST)
-    return jnp.einsum("nawc,bw->nabc", t, ax, precision=HIGHEST)
+def resize_images(iy, wy, ix, wx, images: jax.Array) -> jax.Array:
+    """(N, H, W, C) -> (N, A, B, C) with shared bands (A, k), (B, k): one resize for many images of one size."""
+    return resize_2d(images, iy, wy, ix, wx, axes=(1, 2))
 
 
 @functools.partial(jax.jit, static_argnames=("min_max",))
-def estimate_to_crop_size(by, y, bx, valid, *, min_max: bool = True):
+def estimate_to_crop_size(byi, byw, y, bxi, bxw, valid, *, min_max: bool = True):
     """SPEC 3.2 steps 4-5: network output -> crop size (CUBIC, on a canvas) -> min-max over the valid region
     (MiDaS), or kept raw with the canvas beyond the crop zeroed (LeReS: ``estimateleres`` has no min-max)."""
-    y = resize_maps(by, y, bx)
+    y = resize_maps(byi, byw, y, bxi, bxw)
     return _masked_minmax_normalize(y, valid) if min_max else jnp.where(valid, y, jnp.zeros_like(y))
 
 
 @functools.partial(jax.jit, static_argnames=("min_max",))
-def estimate_to_crop_and_merge_size(by, y, bx, valid, cy, cx, *, min_max: bool = True):
+def estimate_to_crop_and_merge_size(byi, byw, y, bxi, bxw, valid, cyi, cyw, cxi, cxw, *, min_max: bool = True):
     """SPEC 3.2 steps 4-5 then 3.1 step 1: network output -> crop size (CUBIC) -> [min-max] -> 1024^2 (CUBIC).
+    ``b*`` resize into the crop-size canvas, ``c*`` from it to 1024^2 (bands, see the module docstring).
 
     Returns (the map at crop size on its canvas, the 1024^2 map).
     """
-    at_crop = estimate_to_crop_size(by, y, bx, valid, min_max=min_max)
-    return at_crop, resize_maps(cy, at_crop, cx)
+    at_crop = estimate_to_crop_size(byi, byw, y, bxi, bxw, valid, min_max=min_max)
+    return at_crop, resize_maps(cyi, cyw, at_crop, cxi, cxw)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "normalisation"))
@@ -145,7 +144,7 @@ def merge_into_base(graphdef, state, base, patch):
 
 
 @jax.jit
-def aligned_to_canvas(fy, m, fx, alpha, beta):
+def aligned_to_canvas(fyi, fyw, m, fxi, fxw, alpha, beta):
     """SPEC 5.4 steps 6-7: P = alpha*m + beta, CUBIC-resized from 1024^2 to the patch size (on a canvas)."""
     p = alpha[:, None, None] * m + beta[:, None, None]
-    return resize_maps(fy, p, fx)
+    return resize_maps(fyi, fyw, p, fxi, fxw)

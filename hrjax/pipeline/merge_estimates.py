@@ -1,7 +1,7 @@
 """Bring your own estimates: the double-estimation merge (SPEC 3.1) on any two depth maps of one image.
 
 The pipeline's whole-image double estimate, from its step after the two single estimates on: each map at its
-own size is CUBIC-resized to the merge net's 1024^2 with the pipeline's operators (``canvas`` and
+own size is CUBIC-resized to the merge net's 1024^2 with the pipeline's bands (``canvas`` and
 ``kernels.resize_maps``, SPEC 3.1 steps 1-2), merged with low = outer and high = inner, ``(y + 1) / 2`` and
 min-maxed (``kernels.double_from_estimates``, steps 3-4), then CUBIC-resized to the output size like boost's
 r0/r20 result (``boost.resize_map``). Given the pipeline's own single estimates (``whole_single_low`` /
@@ -84,9 +84,9 @@ def to_merge_size(m: np.ndarray) -> jax.Array:
 
     h, w = m.shape
     v = canvas.variant(np.float32, (h, w))
-    cy = canvas.resize_from_canvas(h, MERGE_SIZE, h, v)[None]
-    cx = canvas.resize_from_canvas(w, MERGE_SIZE, w, v)[None]
-    return kernels.resize_maps(cy, jnp.asarray(m)[None], cx)
+    iy, wy = canvas.stack_bands([canvas.band_from_canvas(h, MERGE_SIZE, v)])
+    ix, wx = canvas.stack_bands([canvas.band_from_canvas(w, MERGE_SIZE, v)])
+    return kernels.resize_maps(iy, wy, jnp.asarray(m)[None], ix, wx)
 
 
 def merge_maps(merge_graphdef, merge_state, low, high, *, depth: bool = False,
