@@ -15,7 +15,6 @@ from typing import Callable
 
 import numpy as np
 
-from hrjax.run.exits import UsageError
 from hrjax.run.inputs import Job
 from hrjax.run.outputs import (NEEDS_PLAIN, RunOptions, check_inside, output_paths, patch_path,
                                patches_index_path, write_formats)
@@ -182,7 +181,7 @@ def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: 
         grouped_impl: str = "auto", local_devices: int = 0, cache_dir: Path | None | bool = None,
         reporter: Reporter,
         emit: Callable[[ImageRecord], None] | None = None) -> list[ImageRecord]:
-    """Process ``jobs`` in order; returns one record per job. Raises UsageError (before any image is
+    """Process ``jobs`` in order; returns one record per job. Raises hrjax.run.exits.UsageError (before any image is
     processed) when the device or the weights are unusable. ``cache_dir``: None = the default persistent
     compilation cache, False = none, a path = that folder. ``local_devices``: shard patch batches over the
     first N local devices of the platform (0 = all accelerators, one CPU; see mesh_for). ``precision``,

@@ -13,7 +13,7 @@ import numpy as np
 from hrjax.pipeline.merge_estimates import EstimateError, check_estimate, check_pair
 from hrjax.run.exits import UsageError
 from hrjax.run.inputs import Job
-from hrjax.run.outputs import RunOptions, check_inside, output_paths, write_formats
+from hrjax.run.outputs import RunOptions, check_inside, output_paths, write_all_or_none
 
 
 def read_estimate(path: Path) -> np.ndarray:
@@ -77,11 +77,4 @@ def merge_files(job: MergeJob, opts: RunOptions, low: np.ndarray, high: np.ndarr
     # the maps were inverted by read_pair already: depth=False here
     depth_map = merge_maps(*merge_net, low, high)
     io.check_finite(depth_map, "merged map")
-    written: list[Path] = []
-    try:
-        write_formats(paths, depth_map, opts.colormap, written)
-    except BaseException:
-        for w in written:
-            w.unlink(missing_ok=True)
-        raise
-    return written
+    return write_all_or_none(paths, depth_map, opts.colormap)

@@ -92,6 +92,19 @@ def write_formats(paths: dict[str, Path], depth, colormap: str, written: list[Pa
             written.append(paths[f])
 
 
+def write_all_or_none(paths: dict[str, Path], depth, colormap: str) -> list[Path]:
+    """:func:`write_formats` of one map; on a failure the files already written are removed before the error
+    goes on (nothing half-written). Returns the files written (predict, merge)."""
+    written: list[Path] = []
+    try:
+        write_formats(paths, depth, colormap, written)
+    except BaseException:
+        for w in written:
+            w.unlink(missing_ok=True)
+        raise
+    return written
+
+
 def patches_index_path(opts: RunOptions, job: Job) -> Path:
     return Path(opts.output) / PATCHES_DIR / (job.key + ".json")
 

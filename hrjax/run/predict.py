@@ -13,7 +13,7 @@ import numpy as np
 
 from hrjax.run.folder import ImageRecord
 from hrjax.run.inputs import Job
-from hrjax.run.outputs import RunOptions, check_inside, output_paths, write_formats
+from hrjax.run.outputs import RunOptions, check_inside, output_paths, write_all_or_none
 from hrjax.run.records import input_identity, is_complete, write_record
 
 Predict = Callable[[np.ndarray], np.ndarray]   # image -> (H, W) float32 map
@@ -39,13 +39,7 @@ def predict_image(predict: Predict, job: Job, opts: RunOptions, identity: dict) 
             check_inside(opts.output, q)
         input_id = input_identity(job.source)
         write_record(opts, job, identity, list(paths.values()), status="writing", input_id=input_id)
-        written: list[Path] = []
-        try:
-            write_formats(paths, depth, opts.colormap, written)
-        except BaseException:
-            for w in written:
-                w.unlink(missing_ok=True)
-            raise
+        written = write_all_or_none(paths, depth, opts.colormap)
         write_record(opts, job, identity, written, status="done", input_id=input_id)
         rec.outputs = [str(w) for w in written]
         rec.status = "done"
