@@ -1,11 +1,12 @@
 """Per-shape stalls of a folder run: compilations, compile seconds and their share of the wall time, cold and warm.
 
     python bench/bench_folder.py [--count 20] [--long-side 640] [--mode r20] [--grouped-conv auto native]
-                                 [--weights-dir DIR] [--json OUT]
+                                 [--buckets] [--weights-dir DIR] [--json OUT]
 
 Writes ``--count`` photos of the sizes and aspect ratios of real cameras and phones (4:3, 3:4, 3:2, 2:3, 16:9,
 9:16, 1:1, at several resolutions, scaled so the long side is at most ``--long-side``) cut from the golden
-images, then runs ``hrjax boost FOLDER`` on them twice per grouped-conv formulation, each time in a fresh
+images, then runs ``hrjax boost FOLDER`` on them twice per grouped-conv formulation (and with ``--buckets``
+also with bucketed whole-image passes), each time in a fresh
 process: *cold* with an empty persistent compilation cache, *warm* with the cache the cold run filled. The
 child process counts XLA compilations through ``jax.monitoring`` (backend compiles and their seconds; a
 program loaded from the persistent cache is counted apart, with its loading time) and tracing/lowering time,
@@ -113,6 +114,7 @@ def main() -> None:
     ap.add_argument("--mode", default="r20", choices=("r0", "r20", "final"))
     ap.add_argument("--max-res", type=int, default=None, help="--max-res of the run (Final)")
     ap.add_argument("--grouped-conv", nargs="+", default=["auto", "native"])
+    ap.add_argument("--buckets", action="store_true", help="also run every formulation with --buckets")
     ap.add_argument("--weights-dir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
@@ -128,21 +130,24 @@ def main() -> None:
             weights = synthetic_store(golden, tmp / "weights")
         rows = []
         for grouped in a.grouped_conv:
-            cache = tmp / f"cache-{grouped}"
-            for state in ("cold", "warm"):
-                t0 = time.perf_counter()
-                rec = run_child(tmp / "photos", tmp / "out", cache, weights, a.mode, grouped, extra)
-                rec.update(grouped_conv=grouped, cache=state, process_wall=time.perf_counter() - t0)
-                rows.append(rec)
-                print(f"  {grouped:>6} {state}: {rec['wall']:.0f} s, {rec['compiles']} compiles, {rec['hits']} "
-                      f"loaded from the cache", flush=True)
+            for buckets in (False, True) if a.buckets else (False,):
+                variant = grouped + (" buckets" if buckets else "")
+                cache = tmp / f"cache-{grouped}-{buckets}"
+                for state in ("cold", "warm"):
+                    t0 = time.perf_counter()
+                    rec = run_child(tmp / "photos", tmp / "out", cache, weights, a.mode, grouped,
+                                    extra + (["--buckets"] if buckets else []))
+                    rec.update(variant=variant, cache=state, process_wall=time.perf_counter() - t0)
+                    rows.append(rec)
+                    print(f"  {variant:>14} {state}: {rec['wall']:.0f} s, {rec['compiles']} compiles, "
+                          f"{rec['hits']} loaded from the cache", flush=True)
 
     print(f"\n{a.count} photos ({len({s for s in shapes})} distinct sizes, long side <= {a.long_side}), "
           f"--mode {a.mode}{' --max-res ' + str(a.max_res) if a.max_res else ''}, {os.cpu_count()} CPUs")
-    print(f"{'grouped conv':>12} {'cache':>5} {'wall s':>7} {'img/h':>7} {'compiles':>8} {'compile s':>9} "
+    print(f"{'variant':>14} {'cache':>5} {'wall s':>7} {'img/h':>7} {'compiles':>8} {'compile s':>9} "
           f"{'share':>6} {'loaded':>6} {'load s':>6} {'trace s':>7}")
     for r in rows:
-        print(f"{r['grouped_conv']:>12} {r['cache']:>5} {r['wall']:7.1f} {3600 * a.count / r['wall']:7.0f} "
+        print(f"{r['variant']:>14} {r['cache']:>5} {r['wall']:7.1f} {3600 * a.count / r['wall']:7.0f} "
               f"{r['compiles']:8d} {r['compile_s']:9.1f} {r['compile_s'] / r['wall']:6.0%} {r['hits']:6d} "
               f"{r['load_s']:6.1f} {r['trace_s']:7.1f}")
     if a.json:
