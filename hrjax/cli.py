@@ -568,21 +568,6 @@ def merge_cmd(
         out.print(str(w), highlight=False, markup=False, soft_wrap=True)
 
 
-def _with_grouped_impl(graphdef, state, grouped_impl: str):
-    """The graphdef with ``grouped_impl`` set where the network has grouped convolutions (MiDaS's and LeReS's
-    ResNeXt); one without them (DAv2) keeps its graphdef, so its jitted forward is not compiled again for a
-    setting that changes nothing."""
-    from flax import nnx
-
-    from hrjax.models.layers import Conv2d
-    from hrjax.pipeline.networks import configured_graphdef
-
-    model = nnx.merge(graphdef, state)
-    if not any(isinstance(m, Conv2d) and m.groups > 1 for _, m in nnx.iter_modules(model)):
-        return graphdef
-    return configured_graphdef(graphdef, state, grouped_impl=grouped_impl)
-
-
 PREDICT_HELP = ("One plain forward pass of a base network per image, no boosting (to compare with hrjax boost): "
                 "at the model's native input rule (midas_v21: long side 384, multiples of 32; leres_res101: "
                 "448 x 448; dav2_*: short side 518, multiples of 14), resized back to the image size as its "
@@ -642,6 +627,7 @@ def predict_cmd(
         import jax
 
         from hrjax.bases import get_base
+        from hrjax.pipeline.networks import configured_graphdef
         from hrjax.pipeline.single_pass import single_pass
         from hrjax.weights.load import load_model
         from hrjax.weights.store import WeightsError
@@ -653,7 +639,8 @@ def predict_cmd(
             graphdef, state = load_model(model, wd)
         except WeightsError as e:
             raise _usage_error(str(e))
-        graphdef = _with_grouped_impl(graphdef, state, grouped_conv.value)
+        # a network without grouped convolutions (DAv2) keeps its graphdef (layers.configure)
+        graphdef = configured_graphdef(graphdef, state, grouped_impl=grouped_conv.value)
         base = get_base(model)
         return lambda image: single_pass(base, graphdef, state, image)
 

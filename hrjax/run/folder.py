@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from hrjax.run.inputs import Job
+from hrjax.run.inputs import Job, read_job_image
 from hrjax.run.outputs import (NEEDS_PLAIN, RunOptions, check_inside, output_paths, patch_path,
                                patches_index_path, write_formats)
 from hrjax.run.records import input_identity, is_complete, result_identity, write_record
@@ -68,9 +68,7 @@ def process_image(models, job: Job, config, opts: RunOptions, progress: Progress
     rec = ImageRecord(input=str(job.source), key=job.key, status="failed")
     t0 = time.perf_counter()
     try:
-        if job.error:
-            raise io.ImageReadError(job.error)
-        img = io.read_image(job.source, max_pixels=opts.max_pixels)
+        img = read_job_image(job, opts.max_pixels)
         rec.input_shape = [int(img.shape[0]), int(img.shape[1])]
         rec.timings["read"] = time.perf_counter() - t0
         patch_maps: list[tuple[int, np.ndarray]] = []  # each patch's double estimate, kept for --save-patches

@@ -25,6 +25,16 @@ class Job:
     note: str | None = None       # why the output name is not the plain stem (a clash was resolved)
 
 
+def read_job_image(job: Job, max_pixels: int):
+    """The image of ``job`` (:func:`hrjax.io.read_image`), or the ImageReadError its known error or the file
+    gives (shared by boost's and predict's per-image work)."""
+    from hrjax import io
+
+    if job.error:
+        raise io.ImageReadError(job.error)
+    return io.read_image(job.source, max_pixels=max_pixels)
+
+
 def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 

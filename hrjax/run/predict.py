@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from hrjax.run.folder import ImageRecord
-from hrjax.run.inputs import Job
+from hrjax.run.inputs import Job, read_job_image
 from hrjax.run.outputs import RunOptions, check_inside, output_paths, write_all_or_none
 from hrjax.run.records import input_identity, is_complete, write_record
 
@@ -27,9 +27,7 @@ def predict_image(predict: Predict, job: Job, opts: RunOptions, identity: dict) 
     rec = ImageRecord(input=str(job.source), key=job.key, status="failed")
     t0 = time.perf_counter()
     try:
-        if job.error:
-            raise io.ImageReadError(job.error)
-        img = io.read_image(job.source, max_pixels=opts.max_pixels)
+        img = read_job_image(job, opts.max_pixels)
         rec.input_shape = [int(img.shape[0]), int(img.shape[1])]
         depth = predict(img)
         rec.timings["predict"] = time.perf_counter() - t0

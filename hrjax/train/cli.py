@@ -120,10 +120,8 @@ def make_merge_dataset(
                                      help="auto, native or split: as `hrjax boost --grouped-conv`"),
 ):
     """Build the merge-net training set from RGB images with a base depth network."""
-    from flax import nnx
-
     from hrjax.bases import get_base
-    from hrjax.models.layers import configure
+    from hrjax.pipeline.networks import configured_graphdef
     from hrjax.train.make_dataset import DatasetConfig, make_merge_dataset as make, parse_scales
     from hrjax.weights.load import load_model
     from hrjax.weights.store import WeightsError, default_weights_dir
@@ -137,8 +135,7 @@ def make_merge_dataset(
     try:
         graphdef, state = load_model(get_base(base_model).name,
                                      weights_dir if weights_dir is not None else default_weights_dir())
-        if grouped_conv != "auto":  # a static attribute of the convolutions: rebuild the graphdef with it
-            graphdef, state = nnx.split(configure(nnx.merge(graphdef, state), grouped_impl=grouped_conv))
+        graphdef = configured_graphdef(graphdef, state, grouped_impl=grouped_conv)
     except (WeightsError, KeyError, ValueError) as e:
         err.print(f"[red]cannot load the base model:[/] {escape(str(e))}", highlight=False)
         raise typer.Exit(1)
