@@ -29,7 +29,11 @@ def err(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
 
-@pytest.fixture(scope="module")
+# The tests of cv2_m0 (a 3000^2 GaussianBlur with a 751-tap kernel, ~8 s) go to one worker, which builds it once.
+CV2_M0_GROUP = pytest.mark.xdist_group("cv2_m0")
+
+
+@pytest.fixture(scope="session")
 def cv2_m0() -> np.ndarray:
     """utils.generatemask((3000, 3000)) verbatim (SPEC §5.5)."""
     mask = np.zeros((3000, 3000), np.float32)
@@ -56,6 +60,7 @@ def test_profile_shape():
     np.testing.assert_allclose(p, p[::-1], rtol=0, atol=1e-15)
 
 
+@CV2_M0_GROUP
 def test_mask_3000_matches_cv2(cv2_m0):
     m = mask_3000()
     assert m.dtype == np.float32 and m.shape == (3000, 3000)
@@ -63,6 +68,7 @@ def test_mask_3000_matches_cv2(cv2_m0):
     assert err(m, cv2_m0) <= 2e-6
 
 
+@CV2_M0_GROUP
 @pytest.mark.parametrize("hw", [(768, 768), (3000, 3000), (3000, 1234), (1537, 2001), (3072, 3072), (2, 2),
                                 (1, 5), (100, 4000)])
 def test_patch_mask_matches_cv2_resize(hw, cv2_m0):

@@ -14,7 +14,7 @@ from hrjax.pipeline.boost import boost
 from hrjax.pipeline.config import BoostConfig
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def small_scene(golden):
     """160x120 downscale of the synthetic golden image."""
     img = read_image(golden / "images" / "synthetic_480.png")
@@ -31,9 +31,11 @@ SMALL_PATCHES = 3
 SMALL_RUN_GROUP = pytest.mark.xdist_group("small_run")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def small_run(native, small_scene):
-    """One run of SMALL (batch 1, one device) with its progress reports: the reference for the invariances."""
+    """One run of SMALL (batch 1, one device) with its progress reports: the reference for the invariances.
+    Session-scoped: a module-scoped one was torn down and run again whenever the worker ran a test of another
+    module between two of this group (measured: two ~50 s setups in one suite run)."""
     calls = []
     res = boost(native, small_scene, SMALL, progress=lambda *a: calls.append(a))
     assert res.plan.n_patches == SMALL_PATCHES
