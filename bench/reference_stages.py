@@ -151,6 +151,7 @@ def main() -> None:
         data.mkdir()
         shutil.copy(a.image, data / a.image.name)
         sys.path.insert(0, str(work))
+        # run() parses the merge net's options (TestOptions) from sys.argv: the CPU's --gpu_ids -1 goes there
         sys.argv = ["run.py", "--data_dir", str(data) + "/", "--output_dir", str(out) + "/", f"--{a.mode.upper()}"
                     if a.mode != "final" else "--Final", "--gpu_ids", "-1"]
         if a.max_res:
@@ -166,7 +167,7 @@ def main() -> None:
                 reference.device = torch.device("cpu")
                 clock = StageClock()
                 clock.wrap(reference, Pix2Pix4DepthModel)
-                parser_args = reference_args(reference, data, out, a)
+                parser_args = reference_args(data, out, a)
                 t_import = time.perf_counter()
                 reference.run(ImageDataset(str(data) + "/", "test"), parser_args)
                 t_end = time.perf_counter()
@@ -180,7 +181,7 @@ def main() -> None:
     a.json.write_text(json.dumps(report, indent=1))
 
 
-def reference_args(reference, data: Path, out: Path, a) -> argparse.Namespace:
+def reference_args(data: Path, out: Path, a) -> argparse.Namespace:
     """The namespace run.py's ``__main__`` builds for MiDaS (depthNet 0): receptive field 384, patches at 768."""
     ns = argparse.Namespace(data_dir=str(data) + "/", output_dir=str(out) + "/", savepatchs=0, savewholeest=0,
                             output_resolution=1, net_receptive_field_size=384, pix2pixsize=1024, depthNet=0,

@@ -42,8 +42,8 @@ ROWS = (("whole process", "process_s"), ("whole image (2 passes + 1 merge)", "wh
         ("merges (patch double + base)", "merges"), ("peak RSS (GB)", "peak_rss_gb"))
 
 
-def run_measured(cmd: list[str], env=None) -> tuple[subprocess.CompletedProcess, float, float]:
-    p = subprocess.run([sys.executable, "-c", _MEASURED, *cmd], capture_output=True, text=True, env=env)
+def run_measured(cmd: list[str]) -> tuple[subprocess.CompletedProcess, float, float]:
+    p = subprocess.run([sys.executable, "-c", _MEASURED, *cmd], capture_output=True, text=True)
     last = [ln for ln in p.stderr.splitlines() if ln.startswith("@@measured ")]
     if p.returncode != 0 or not last:
         raise SystemExit(f"{cmd[0]} {cmd[1]} failed (exit {p.returncode}):\n{p.stderr[-4000:]}")

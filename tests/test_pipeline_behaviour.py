@@ -34,8 +34,9 @@ SMALL_RUN_GROUP = pytest.mark.xdist_group("small_run")
 @pytest.fixture(scope="session")
 def small_run(native, small_scene):
     """One run of SMALL (batch 1, one device) with its progress reports: the reference for the invariances.
-    Session-scoped: a module-scoped one was torn down and run again whenever the worker ran a test of another
-    module between two of this group (measured: two ~50 s setups in one suite run)."""
+    Made once: the group keeps its tests on one worker (under pytest 9 the groups were ignored and both workers
+    made it, ~100 s each; tests/test_suite_setup.py), and session scope keeps it however that worker's tests
+    are ordered."""
     calls = []
     res = boost(native, small_scene, SMALL, progress=lambda *a: calls.append(a))
     assert res.plan.n_patches == SMALL_PATCHES

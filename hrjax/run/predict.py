@@ -6,7 +6,6 @@ writers, records and resume rule (hrjax.run.records, with their own identity), a
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
