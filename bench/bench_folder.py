@@ -1,11 +1,14 @@
 """Per-shape stalls of a folder run: compilations, compile seconds and their share of the wall time, cold and warm.
 
-    python bench/bench_folder.py [--count 20] [--long-side 640] [--mode r20] [--grouped-conv auto native]
-                                 [--buckets] [--weights-dir DIR] [--json OUT]
+    python bench/bench_folder.py [--count 20] [--long-side 640] [--aspects camera|random] [--mode r20]
+                                 [--grouped-conv auto native] [--buckets] [--shapes-only] [--weights-dir DIR]
+                                 [--json OUT]
 
 Writes ``--count`` photos of the sizes and aspect ratios of real cameras and phones (4:3, 3:4, 3:2, 2:3, 16:9,
-9:16, 1:1, at several resolutions, scaled so the long side is at most ``--long-side``) cut from the golden
-images, then runs ``hrjax boost FOLDER`` on them twice per grouped-conv formulation (and with ``--buckets``
+9:16, 1:1, at several resolutions, scaled so the long side is at most ``--long-side``; with ``--aspects random``
+user crops instead: aspect ratios drawn between 1:2 and 2:1, long sides between half and all of ``--long-side``)
+cut from the golden images, counts the distinct whole-image network input shapes the folder needs in parity
+mode and with buckets (host only: the resolution search and the input rules, no network), then runs ``hrjax boost FOLDER`` on them twice per grouped-conv formulation (and with ``--buckets``
 also with bucketed whole-image passes), each time in a fresh
 process: *cold* with an empty persistent compilation cache, *warm* with the cache the cold run filled. The
 child process counts XLA compilations through ``jax.monitoring`` (backend compiles and their seconds; a
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -66,8 +70,20 @@ print("BENCH " + json.dumps(ev))
 """
 
 
-def make_photos(folder: Path, count: int, long_side: int) -> list[tuple[int, int]]:
-    """``count`` PNGs cut from the golden images at the aspect ratios of SENSOR_SIZES; returns their (h, w)."""
+def photo_size(i: int, long_side: int, aspects: str, rng) -> tuple[int, int]:
+    """(width, height) of photo ``i``: a sensor format of SENSOR_SIZES scaled to ``long_side`` (``camera``), or
+    a user crop with a random aspect ratio in [1:2, 2:1] and long side in [long_side / 2, long_side]."""
+    if aspects == "random":
+        ratio = math.exp(rng.uniform(math.log(0.5), math.log(2.0)))   # width / height
+        long = int(rng.integers(long_side // 2, long_side + 1))
+        return (long, max(32, round(long / ratio))) if ratio >= 1 else (max(32, round(long * ratio)), long)
+    w, h = SENSOR_SIZES[i % len(SENSOR_SIZES)]
+    scale = min(1.0, long_side / max(w, h)) * (1.0 if i < len(SENSOR_SIZES) else 0.75)
+    return max(32, round(w * scale)), max(32, round(h * scale))
+
+
+def make_photos(folder: Path, count: int, long_side: int, aspects: str = "camera") -> list[tuple[int, int]]:
+    """``count`` PNGs cut from the golden images at the sizes of :func:`photo_size`; returns their (h, w)."""
     import cv2
     import numpy as np
 
@@ -75,10 +91,9 @@ def make_photos(folder: Path, count: int, long_side: int) -> list[tuple[int, int
     sources = [cv2.imread(str(golden / "images" / n)) for n in ("lunch_640.png", "synthetic_480.png")]
     folder.mkdir(parents=True, exist_ok=True)
     shapes = []
+    rng = np.random.default_rng(0)
     for i in range(count):
-        w, h = SENSOR_SIZES[i % len(SENSOR_SIZES)]
-        scale = min(1.0, long_side / max(w, h)) * (1.0 if i < len(SENSOR_SIZES) else 0.75)
-        w, h = max(32, round(w * scale)), max(32, round(h * scale))
+        w, h = photo_size(i, long_side, aspects, rng)
         src = sources[i % len(sources)]
         sh, sw = src.shape[:2]
         # the largest crop of the source with the photo's aspect ratio, then resized to the photo's size
@@ -89,6 +104,33 @@ def make_photos(folder: Path, count: int, long_side: int) -> list[tuple[int, int
         cv2.imwrite(str(folder / f"photo_{i:02d}.png"), np.clip(img + noise, 0, 255).astype(np.uint8))
         shapes.append((h, w))
     return shapes
+
+
+def network_shapes(folder: Path, mode: str, max_res: float | None, model: str = "midas_v21") -> dict:
+    """The whole-image network input shapes (rows, cols) each photo of ``folder`` needs, in parity mode and with
+    buckets: the low pass at the receptive field and the high pass at R (from the resolution search), through
+    the base network's input rule, as ``boost`` asks for them. Host only (no network, no compilation)."""
+    from hrjax.bases import get_base
+    from hrjax.io import read_image
+    from hrjax.pipeline.buckets import bucketed_input_size
+    from hrjax.pipeline.config import BoostConfig
+    from hrjax.pipeline.image import to_rgb_float64
+    from hrjax.pipeline.patches import plan
+
+    base = get_base(model)
+    cfg = BoostConfig(mode=mode, **({"max_res": max_res} if max_res else {})).for_base(base)
+    rf, cap = cfg.receptive_field, cfg.max_net_input
+    bucketed = bucketed_input_size(base, rf, cap)
+    photos = {}
+    for f in sorted(folder.iterdir()):
+        img = to_rgb_float64(read_image(f))
+        h, w = img.shape[:2]
+        p = plan(img, cfg.mode, rf, cfg.max_res, cfg.output_resolution_flag)
+        sizes = (min(rf, cap), min(p.R, cap))
+        photos[f.name] = {"R": int(p.R), "parity": [list(base.input_size(h, w, s)) for s in sizes],
+                          "buckets": [list(bucketed(h, w, s)) for s in sizes]}
+    distinct = {k: len({tuple(s) for v in photos.values() for s in v[k]}) for k in ("parity", "buckets")}
+    return {"photos": photos, "distinct": distinct}
 
 
 def run_child(folder: Path, out: Path, cache: Path, weights: Path, mode: str, grouped: str,
@@ -111,6 +153,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=20)
     ap.add_argument("--long-side", type=int, default=640, help="cap on the photos' long side (px)")
+    ap.add_argument("--aspects", default="camera", choices=("camera", "random"),
+                    help="camera: SENSOR_SIZES' formats; random: user crops of any aspect in [1:2, 2:1]")
+    ap.add_argument("--shapes-only", action="store_true", help="only count the network input shapes (no run)")
     ap.add_argument("--mode", default="r20", choices=("r0", "r20", "final"))
     ap.add_argument("--max-res", type=int, default=None, help="--max-res of the run (Final)")
     ap.add_argument("--grouped-conv", nargs="+", default=["auto", "native"])
@@ -122,7 +167,16 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="hrjax-bench-folder-") as tmp:
         tmp = Path(tmp)
-        shapes = make_photos(tmp / "photos", a.count, a.long_side)
+        shapes = make_photos(tmp / "photos", a.count, a.long_side, a.aspects)
+        net = network_shapes(tmp / "photos", a.mode, a.max_res)
+        print(f"{a.count} photos ({a.aspects}, {len(set(shapes))} distinct sizes): distinct whole-image network "
+              f"input shapes {net['distinct']['parity']} in parity mode, {net['distinct']['buckets']} with "
+              f"buckets", flush=True)
+        if a.shapes_only:
+            if a.json:
+                a.json.write_text(json.dumps({"count": a.count, "aspects": a.aspects, "shapes": shapes,
+                                              "mode": a.mode, "network_shapes": net}, indent=1))
+            return
         weights = a.weights_dir
         if weights is None:
             from hrjax.convert.synthetic import synthetic_store
@@ -142,7 +196,7 @@ def main() -> None:
                     print(f"  {variant:>14} {state}: {rec['wall']:.0f} s, {rec['compiles']} compiles, "
                           f"{rec['hits']} loaded from the cache", flush=True)
 
-    print(f"\n{a.count} photos ({len({s for s in shapes})} distinct sizes, long side <= {a.long_side}), "
+    print(f"\n{a.count} photos ({a.aspects}, {len(set(shapes))} distinct sizes, long side <= {a.long_side}), "
           f"--mode {a.mode}{' --max-res ' + str(a.max_res) if a.max_res else ''}, {os.cpu_count()} CPUs")
     print(f"{'variant':>14} {'cache':>5} {'wall s':>7} {'img/h':>7} {'compiles':>8} {'compile s':>9} "
           f"{'share':>6} {'loaded':>6} {'load s':>6} {'trace s':>7}")
@@ -151,7 +205,8 @@ def main() -> None:
               f"{r['compiles']:8d} {r['compile_s']:9.1f} {r['compile_s'] / r['wall']:6.0%} {r['hits']:6d} "
               f"{r['load_s']:6.1f} {r['trace_s']:7.1f}")
     if a.json:
-        a.json.write_text(json.dumps({"count": a.count, "shapes": shapes, "mode": a.mode, "rows": rows}, indent=1))
+        a.json.write_text(json.dumps({"count": a.count, "aspects": a.aspects, "shapes": shapes, "mode": a.mode,
+                                      "network_shapes": net, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
