@@ -8,13 +8,13 @@ Writes ``--count`` photos of the sizes and aspect ratios of real cameras and pho
 9:16, 1:1, at several resolutions, scaled so the long side is at most ``--long-side``; with ``--aspects random``
 user crops instead: aspect ratios drawn between 1:2 and 2:1, long sides between half and all of ``--long-side``)
 cut from the golden images, counts the distinct whole-image network input shapes the folder needs in parity
-mode and with buckets (host only: the resolution search and the input rules, no network), then runs ``hrjax boost FOLDER`` on them twice per grouped-conv formulation (and with ``--buckets``
-also with bucketed whole-image passes), each time in a fresh
-process: *cold* with an empty persistent compilation cache, *warm* with the cache the cold run filled. The
-child process counts XLA compilations through ``jax.monitoring`` (backend compiles and their seconds; a
-program loaded from the persistent cache is counted apart, with its loading time) and tracing/lowering time,
-and reports the run's wall time. Prints
-one table and optionally writes the figures as JSON. Not a test.
+mode and with buckets (host only: the resolution search and the input rules, no network), then runs
+``hrjax boost FOLDER`` on them twice per grouped-conv formulation (and with ``--buckets`` also with bucketed
+whole-image passes), each time in a fresh process: *cold* with an empty persistent compilation cache, *warm*
+with the cache the cold run filled. The child process counts XLA compilations through ``jax.monitoring``
+(backend compiles and their seconds; a program loaded from the persistent cache is counted apart, with its
+loading time) and tracing/lowering time, and reports the run's wall time. Prints one table and optionally
+writes the figures as JSON. Not a test.
 
 Without ``--weights-dir``, the golden synthetic weights are converted into a temporary store (same
 architecture, so the same programs and compile times as with the real weights).

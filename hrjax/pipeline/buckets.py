@@ -11,17 +11,19 @@ the image's exact geometry:
 
 - the aspect ratio (rows:cols) becomes the nearest (in log scale) of :data:`ASPECTS`: 1:2, 9:16, 2:3, 3:4, 1:1
   and the landscape ones, i.e. the phone, camera, video and square formats and the panorama edge;
-- the requested size becomes the nearest (in log scale) rung of a ladder of 4 steps per octave from the
-  receptive field, multiples of 32, capped at ``max_net_input``: 384, 448, 544, 640, 768, 928, 1088, 1280,
-  1568 for MiDaS. The receptive-field pass (the whole image's low pass) is a rung, so only the aspect
-  ratio moves it.
+- the requested size stays as it is: the two whole-image requests are the receptive field and R, and the
+  resolution search only returns R on a grid (``receptive_field + j * 32 * (receptive_field // 64)``, steps of
+  192 for MiDaS, SPEC 2) clamped to ``max_net_input`` (SPEC 1.1, Q14): 384, 576, 768, 960, 1152, 1344, 1536,
+  1568 for MiDaS. A request off that grid (a caller's own) is moved to its nearest value (:func:`size_grid`).
 
-So the whole-image passes of any folder need at most ``len(ASPECTS)`` x (rungs used) network programs, each
-compiled once per process (and loaded from the persistent cache after that). Everything else is unchanged:
-the resolution search, R, the patch plan, the patch passes, the merges. The estimate at the bucket's shape is
-resized back to the image (the same CUBIC resize as in parity mode), so the only deviation is that the network
-saw the image stretched by up to ~7 % in aspect and scaled by up to ~11 % in resolution: the README's
-"Bucketed whole-image passes" gives the deviation from the goldens.
+So the whole-image passes of any folder need at most ``len(ASPECTS)`` x ``len(size_grid(...))`` network
+programs (72 for MiDaS), each compiled once per process (and loaded from the persistent cache after that).
+Everything else is unchanged: the resolution search, R, the patch plan, the patch passes, the merges. The
+estimate at the bucket's shape is resized back to the image (the same CUBIC resize as in parity mode), so the
+only deviation is that the network saw the image stretched by up to ~7 % in aspect: the README's "Bucketed
+whole-image passes" gives the deviation from the goldens. (Until 2026-12-06 the size was bucketed too, on a
+ladder of 4 rungs per octave; since R is already on the search's grid that merged almost no programs and
+scaled the image by up to ~11 %.)
 """
 
 from __future__ import annotations
@@ -30,11 +32,10 @@ import math
 from functools import lru_cache
 
 from hrjax.bases.base import BaseNetwork
+from hrjax.pipeline.search import SPEED
 
 # rows:cols of the buckets, portrait to landscape (nearest in log(rows / cols))
 ASPECTS = ((2, 1), (16, 9), (3, 2), (4, 3), (1, 1), (3, 4), (2, 3), (9, 16), (1, 2))
-STEPS_PER_OCTAVE = 4
-_GRID = 32          # the ladder's rungs are multiples of this (the pipeline's receptive-field grid)
 _PROXY = 144        # a proxy region is aspect * this: the input rules read only its aspect ratio
 
 
@@ -45,29 +46,26 @@ def bucket_aspect(h: int, w: int) -> tuple[int, int]:
 
 
 @lru_cache(maxsize=None)
-def ladder(receptive_field: int, max_net_input: int) -> tuple[int, ...]:
-    """The requested sizes a bucketed pass may use: ``receptive_field * 2^(k/4)`` rounded to multiples of 32,
-    below ``max_net_input`` by more than a quarter step, and ``max_net_input`` itself as the top rung."""
-    rungs, k = set(), 0
-    while True:
-        size = _GRID * round(receptive_field * 2 ** (k / STEPS_PER_OCTAVE) / _GRID)
-        if size >= max_net_input * 2 ** (-1 / (4 * STEPS_PER_OCTAVE)):  # within a quarter step of the cap: the cap
-            break
-        rungs.add(size)
-        k += 1
-    rungs.add(max_net_input)
-    return tuple(sorted(rungs))
+def size_grid(receptive_field: int, max_net_input: int) -> tuple[int, ...]:
+    """The sizes a whole-image pass is requested at: the receptive field and every R the resolution search can
+    return (``receptive_field + j * SPEED * int(receptive_field / (2 * SPEED))``, SPEC 2 step 8), clamped to
+    ``max_net_input`` as the pipeline clamps every request (SPEC 1.1, Q14)."""
+    step = SPEED * int(receptive_field / (2 * SPEED))
+    sizes = {min(receptive_field, max_net_input), max_net_input}
+    sizes.update(range(receptive_field, max_net_input, step))
+    return tuple(sorted(sizes))
 
 
 def bucket_size(msize: int, receptive_field: int, max_net_input: int) -> int:
-    """The rung of :func:`ladder` nearest to ``msize`` in log scale (ties: the larger one)."""
-    rungs = ladder(receptive_field, max_net_input)
-    return min(rungs, key=lambda s: (round(abs(math.log(s / msize)), 12), -s))
+    """The value of :func:`size_grid` nearest to ``msize`` in log scale (ties: the larger one): ``msize`` itself
+    for every request the pipeline makes (the receptive field, R clamped to ``max_net_input``)."""
+    sizes = size_grid(receptive_field, max_net_input)
+    return min(sizes, key=lambda s: (round(abs(math.log(s / msize)), 12), -s))
 
 
 def bucketed_input_size(base: BaseNetwork, receptive_field: int, max_net_input: int):
     """An ``input_size(h, w, msize)`` for :func:`hrjax.pipeline.estimates.single_estimates`: ``base``'s own rule
-    applied to the bucket of (h, w, msize) instead of to the exact geometry."""
+    applied to the aspect bucket of (h, w) at the grid size of msize instead of to the exact geometry."""
 
     def input_size(h: int, w: int, msize: int) -> tuple[int, int]:
         p, q = bucket_aspect(h, w)

@@ -24,9 +24,10 @@ class BoostConfig:
     max_net_input: the reference's GPU_threshold: base-network requests above this are clamped (SPEC 1.1, Q14).
     max_batch: most images in one batched network call (bounds device memory); 0 = chosen from the free memory
       of the device (``hrjax.pipeline.batching.auto_max_batch``; 1 on CPU). Results do not depend on it.
-    buckets: run the whole-image network passes on a fixed set of input shapes (nearest aspect ratio and size
-      bucket, :mod:`hrjax.pipeline.buckets`) instead of the reference's exact ones, so a folder of mixed photos
-      compiles a fixed set of programs. Not parity: the deviation is in the README. Default off.
+    buckets: run the whole-image network passes on a fixed set of input shapes (the nearest of 9 aspect ratios,
+      the requested size unchanged, :mod:`hrjax.pipeline.buckets`) instead of the reference's exact ones, so a
+      folder of mixed photos compiles a fixed set of programs. Not parity: the deviation is in the README.
+      Default off.
     """
 
     mode: str = "final"
