@@ -60,6 +60,16 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def load_bench(name: str):
+    """The module bench/<name>.py (the bench scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def golden_dir() -> Path | None:
     env = os.environ.get("HRJAX_GOLDEN_DIR")
     cand = Path(env) if env else ROOT.parent / "shared" / "golden"

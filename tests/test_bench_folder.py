@@ -2,22 +2,18 @@
 counts (checked against the shapes the reference called MiDaS with in the R20 goldens, and the bucketed shapes
 the pipeline used for them)."""
 
-import importlib.util
 import math
 import shutil
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench_folder():
-    spec = importlib.util.spec_from_file_location("bench_folder", ROOT / "bench" / "bench_folder.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("bench_folder")
 
 
 def test_photo_sizes(bench_folder):

@@ -6,22 +6,18 @@ and a pipeline golden at parity, MiDaS, merge net, a small Final in every precis
 cores and is marked heavy.
 """
 
-import importlib.util
 import json
 
 import pytest
 
-from conftest import ROOT
+from conftest import load_bench
 from hrjax.convert.synthetic import synthetic_store
 from hrjax.weights import store
 
 
 @pytest.fixture(scope="module")
 def device_check():
-    spec = importlib.util.spec_from_file_location("device_check", ROOT / "bench" / "device_check.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("device_check")
 
 
 def test_synthetic_store_without_torch_equals_the_converted_checkpoint(golden, weights_dir, tmp_path):

@@ -2,30 +2,22 @@
 run without the reference checkout. The stage attribution is checked on a stand-in with the reference's call
 structure (one whole-image double estimate, then per patch a double estimate and a merge with the base)."""
 
-import importlib.util
 import sys
 
 import pytest
 
-from conftest import ROOT
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import ROOT, load_bench
 
 
 @pytest.fixture(scope="module")
 def reference_stages():
-    return _load("reference_stages")
+    return load_bench("reference_stages")
 
 
 @pytest.fixture(scope="module")
 def side_by_side():
     sys.path.insert(0, str(ROOT / "bench"))
-    return _load("side_by_side")
+    return load_bench("side_by_side")
 
 
 class _FakeMerge:
