@@ -34,6 +34,9 @@ sys.path.insert(0, str(ROOT))
 from hrjax.host_memory import limit_malloc_arenas  # noqa: E402
 
 limit_malloc_arenas()  # before JAX starts its threads: peak RSS is one of the figures
+from hrjax.cpu_backend import use_xla_convolutions  # noqa: E402
+
+use_xla_convolutions()  # as the CLI does, before JAX starts its CPU backend
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

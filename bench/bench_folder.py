@@ -42,6 +42,8 @@ SENSOR_SIZES = [(4032, 3024), (3024, 4032), (6000, 4000), (4000, 6000), (1920, 1
 
 CHILD = r"""
 import json, sys, time
+from hrjax.cpu_backend import use_xla_convolutions
+use_xla_convolutions()  # as hrjax.cli.main
 import jax
 ev = {"programs": 0, "program_s": 0.0, "hits": 0, "load_s": 0.0, "trace_s": 0.0}
 def on_duration(name, secs, **_):

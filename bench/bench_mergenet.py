@@ -117,6 +117,8 @@ def main() -> None:
     ap.add_argument("--child", choices=("torch", "phase", "dilated"), help=argparse.SUPPRESS)
     ap.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    from hrjax.cpu_backend import use_xla_convolutions
+    use_xla_convolutions()  # as the CLI does, before JAX starts its CPU backend
     if args.child:
         return child(args)
 

@@ -1,11 +1,12 @@
 """MiDaS v2.1 large: one jitted forward on this machine next to the same network in PyTorch.
 
     python bench/bench_midas.py [--size 384] [--threads 2] [--repeats 3] [--golden DIR]
-                                [--grouped-impl auto|native|split ...]
+                                [--grouped-impl auto|native|split ...] [--cpu-convolutions xla|ynnpack]
 
 Prints the compile time (first call) and the warm time of one 1 x size x size pass in hrjax (jitted) and
 PyTorch (eager, no_grad, ``torch.set_num_threads``), with the same synthetic weights, and the max difference.
-The PyTorch net is torchvision's ResNeXt-101 32x8d module tree + MiDaS's scratch/decoder, written out with
+``--cpu-convolutions ynnpack`` leaves jaxlib's CPU default (convolutions on YNNPACK) instead of hrjax's
+(:mod:`hrjax.cpu_backend`), to measure the difference. The PyTorch net is torchvision's ResNeXt-101 32x8d module tree + MiDaS's scratch/decoder, written out with
 torch.nn here (torchvision is not a dependency).
 """
 
@@ -111,7 +112,12 @@ def main():
     ap.add_argument("--golden", type=Path, default=ROOT.parent / "shared" / "golden")
     ap.add_argument("--grouped-impl", nargs="+", default=["auto"],
                     help="grouped-conv formulations to time (hrjax.models.layers.GROUPED_IMPLS)")
+    ap.add_argument("--cpu-convolutions", choices=["xla", "ynnpack"], default="xla",
+                    help="who runs the convolutions on CPU: XLA (hrjax's setting) or YNNPACK (jaxlib's default)")
     a = ap.parse_args()
+    if a.cpu_convolutions == "xla":
+        from hrjax.cpu_backend import use_xla_convolutions
+        use_xla_convolutions()  # before JAX starts its CPU backend
 
     import jax
     import jax.numpy as jnp
@@ -153,7 +159,8 @@ def main():
             t0 = time.perf_counter()
             net(xt)
             ts["torch"].append(time.perf_counter() - t0)
-    print(f"jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__} ({a.threads} threads)")
+    print(f"jax {jax.__version__} ({jax.devices()[0].platform}, convolutions: {a.cpu_convolutions}), "
+          f"torch {torch.__version__} ({a.threads} threads)")
     print(f"MiDaS 1x{a.size}x{a.size}: warm pass torch {min(ts['torch']):.3f} s")
     for impl in predicts:
         err = np.abs(outs[impl] - ref).max() / (ref.max() - ref.min())

@@ -36,6 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hrjax.cpu_backend import use_xla_convolutions  # noqa: E402
+
+use_xla_convolutions()  # as the CLI does (on a CPU only run), before JAX starts its backend
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402

@@ -44,6 +44,8 @@ def main():
     ap.add_argument("--weights-dir", type=Path)
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
+    from hrjax.cpu_backend import use_xla_convolutions
+    use_xla_convolutions()  # as the CLI does, before JAX starts its CPU backend
 
     import jax
 

@@ -34,15 +34,17 @@ else:
 os.environ["JAX_COMPILATION_CACHE_DIR"] = _COMPILE_CACHE     # this process (read when jax is imported) ...
 os.environ["HRJAX_CACHE_DIR"] = _COMPILE_CACHE               # ... and the CLI's default --cache-dir
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-# The CLI's grouped convolutions, in process and in every subprocess: native compiles ~10x faster on XLA:CPU
-# (hrjax.models.precision), and the CLI tests run each MiDaS shape once or twice, so split's ~20 s compile per
-# shape was most of their time. Both formulations keep their network parity tests (test_midas, test_leres).
-os.environ.setdefault("HRJAX_GROUPED_CONV", "native")
 os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 from hrjax.host_memory import limit_malloc_arenas  # noqa: E402
 
 limit_malloc_arenas()  # like the CLI: keeps the test process's heap from fragmenting (hrjax.host_memory)
+
+from hrjax.cpu_backend import use_xla_convolutions  # noqa: E402
+
+# like the CLI, in this process and (through XLA_FLAGS) every subprocess: convolutions on XLA's kernels, so the
+# grouped-conv "auto" is "native" (a sixth of split's compile time per MiDaS shape; hrjax.cpu_backend)
+use_xla_convolutions()
 
 from pathlib import Path  # noqa: E402
 
@@ -252,13 +254,15 @@ def models(weights_dir):
 
 @pytest.fixture(scope="session")
 def native(models):
-    """``models`` with the native grouped convolution (one ``lax.conv`` with feature groups).
+    """``models`` itself, named for what it runs: the native grouped convolution (one ``lax.conv`` with feature
+    groups), which "auto" is on the tests' CPU backend since the convolutions run on XLA's kernels
+    (hrjax.cpu_backend; the split formulation compiled ~6x slower per MiDaS shape). One graphdef, so the tests
+    using either fixture share their compiled programs. Both formulations keep their parity tests (test_midas,
+    test_leres)."""
+    from hrjax.models.layers import resolve_grouped_impl
 
-    On CPU the default is the "split" formulation (faster to run, but XLA:CPU compiles it ~4x slower: ~12-25 s
-    per MiDaS input shape on 2 cores). The default test run has ~10 shapes, so the pipeline tests use "native";
-    both formulations have their own parity tests against the reference (test_midas.py) and the heavy goldens
-    run the default one."""
-    return models.configured(grouped_impl="native")
+    assert resolve_grouped_impl("auto") == "native", "conftest's use_xla_convolutions did not take effect"
+    return models
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -126,7 +126,7 @@ def test_usage_errors_exit_2(tmp_path, images):
         assert r.exit_code == 2, (args, r.output)
     r = invoke(["boost", images, "--output", images / "good_a.png"])
     assert r.exit_code == 2 and "not a folder" in r.output
-    # the tests set $HRJAX_GROUPED_CONV (conftest): a bad value there is a usage error as well, named
+    # a bad $HRJAX_GROUPED_CONV (the option's default) is a usage error as well, named
     r = CliRunner().invoke(cli.app, ["boost", str(images), "--output", str(tmp_path / "o"), "--weights-dir",
                                      str(empty)], env={"HRJAX_GROUPED_CONV": "dense"})
     assert r.exit_code == 2 and "--grouped-conv" in r.output
@@ -172,7 +172,7 @@ def test_unavailable_device_is_a_usage_error(tmp_path, images, weights_dir):
 
 
 def test_grouped_conv_option_reaches_the_models(tmp_path, images, weights_dir, monkeypatch):
-    """--grouped-conv (default: $HRJAX_GROUPED_CONV, which conftest sets) is what load_models is given."""
+    """--grouped-conv (default: $HRJAX_GROUPED_CONV, else auto) is what load_models is given."""
     from hrjax.pipeline import networks
     from hrjax.weights.store import WeightsError
 
@@ -182,11 +182,11 @@ def test_grouped_conv_option_reaches_the_models(tmp_path, images, weights_dir, m
         seen.append(grouped_impl)
         raise WeightsError("stop here")
     monkeypatch.setattr(networks, "load_models", load_models)
-    for args, env in (([], {"HRJAX_GROUPED_CONV": "split"}), (["--grouped-conv", "auto"], {})):
+    for args, env in (([], {"HRJAX_GROUPED_CONV": "split"}), (["--grouped-conv", "native"], {}), ([], {})):
         r = CliRunner().invoke(cli.app, [str(a) for a in ["boost", images / "good_a.png", "--output", tmp_path / "o",
                                          "--weights-dir", weights_dir, "--no-cache", *args]], env=env)
         assert r.exit_code == 2 and "stop here" in r.output, r.output
-    assert seen == ["split", "auto"]
+    assert seen == ["split", "native", "auto"]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -331,7 +331,7 @@ def test_info_lists_devices_and_defaults(tmp_path):
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())  # rich wraps long lines (the tmp path) at the console width
     assert "backend cpu" in text and "device 0" in text
-    assert "--max-batch 0 -> 1 per device, grouped convolutions 'split'" in text
+    assert "--max-batch 0 -> 1 per device, grouped convolutions 'native'" in text  # XLA's CPU convolutions
     assert "none installed" in text
 
 

@@ -5,7 +5,7 @@ the jitted functions.
 
 Default run: synthetic_480 R0 through ``boost`` (every intermediate) and through the CLI (``hrjax boost --model
 leres_res101``). The other cases (R20 at 896 / 1568, the Finals) are ``heavy``: a LeReS pass costs several times a
-MiDaS pass on CPU. Native grouped convolution, as the MiDaS pipeline tests (conftest.native).
+MiDaS pass on CPU. Native grouped convolution (the default on the tests' CPU), as the MiDaS pipeline tests.
 """
 
 import json
@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 
 import cli
 from hrjax.io import quantize_16bit, read_image
-from hrjax.models import layers
 from hrjax.pipeline.boost import boost
 from hrjax.pipeline.config import BoostConfig
 from hrjax.pipeline.networks import load_models
@@ -35,9 +34,9 @@ CASES = [pytest.param("synthetic_480_R0", id="synthetic_480_R0")] + [
 
 @pytest.fixture(scope="module")
 def leres_models(leres_weights_dir, weights_dir):
-    """LeReS (synthetic, through the converter) and the merge net from the MiDaS store, native grouped conv."""
-    return load_models(leres_weights_dir, base="leres_res101", merge_weights_dir=weights_dir,
-                       grouped_impl="native")
+    """LeReS (synthetic, through the converter) and the merge net from the MiDaS store, the default grouped
+    conv ("auto": native on the tests' CPU backend, as the CLI test below)."""
+    return load_models(leres_weights_dir, base="leres_res101", merge_weights_dir=weights_dir)
 
 
 def packed(name: str):
@@ -103,13 +102,10 @@ def test_leres_pipeline_matches_reference(golden, golden_compare, leres_models, 
         assert Counter(observed_calls[net]) == Counter(map(tuple, gold[key].tolist())), net
 
 
-def test_leres_through_the_cli(golden, golden_compare, leres_weights_dir, weights_dir, tmp_path, monkeypatch):
+def test_leres_through_the_cli(golden, golden_compare, leres_weights_dir, weights_dir, tmp_path):
     """``hrjax boost --model leres_res101 --mode r0 --save npy,png16``: the written float map and PNG match the
-    reference's written_float / written_png. The CLI's grouped convolution ("auto" = split on CPU) is made
-    native here only because XLA:CPU compiles the split form of LeReS ~4x slower (conftest.native); both
-    formulations have parity tests (test_leres.py)."""
-    monkeypatch.setattr(layers, "resolve_grouped_impl",
-                        lambda impl, resolve=layers.resolve_grouped_impl: "native" if impl == "auto" else resolve(impl))
+    reference's written_float / written_png, with the CLI's default grouped convolution ("auto": native on the
+    tests' CPU backend, conftest.native)."""
     name = "synthetic_480_R0"
     gold = packed(name)
     out = tmp_path / "out"

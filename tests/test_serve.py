@@ -4,7 +4,6 @@ whose header declares too many pixels and a body over the upload limit are refus
 server keeps serving. The browser test (heavy, needs Chromium) does the same through the page."""
 
 import json
-import os
 import shutil
 import struct
 import threading
@@ -41,7 +40,7 @@ def png_declaring(w: int, h: int) -> bytes:
 def server(weights_dir, tmp_path_factory):
     config = ServeConfig(weights_dir=weights_dir, port=0, models=offered_models(weights_dir, None),
                          max_upload_bytes=UPLOAD_LIMIT, work_dir=tmp_path_factory.mktemp("serve"),
-                         grouped_impl=os.environ["HRJAX_GROUPED_CONV"])  # as the CLI it is compared with
+                         grouped_impl="auto")  # as the CLI it is compared with
     srv = make_server(config)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 # the settings of configure (their meaning is documented there)
+from hrjax.cpu_backend import xla_convolutions
 from hrjax.models.precision import GROUPED_IMPLS, PRECISIONS
 from hrjax.weights.keys import Layout
 
@@ -71,7 +72,8 @@ def resolve_grouped_impl(impl: str) -> str:
     if impl not in GROUPED_IMPLS:
         raise ValueError(f"grouped_impl must be one of {GROUPED_IMPLS}, got {impl!r}")
     if impl == "auto":
-        return "split" if jax.default_backend() == "cpu" else "native"
+        # on CPU "native" only when XLA, not YNNPACK, runs the convolutions (hrjax.cpu_backend's measurements)
+        return "split" if jax.default_backend() == "cpu" and not xla_convolutions() else "native"
     return impl
 
 

@@ -10,10 +10,10 @@ without importing jax)."""
 PRECISIONS = ("float32", "tf32", "bfloat16")
 
 # Formulations of a grouped convolution (all exact up to float32 summation order; a static module attribute):
-# - "native": one lax.conv with feature_group_count; what cuDNN and the TPU compiler are built for. XLA:CPU
-#   compiles it ~10x faster than "split" but runs it 2-10x slower per layer (its grouped kernel is not
-#   vectorised; ResNeXt 3x3, 32 groups: 1849 vs 402 ms at 256 ch and 392^2, 15 vs 8 ms at 1024 ch and 24^2).
-# - "split": one dense convolution per group on a channel slice, concatenated: the fastest on CPU, but 32
-#   convolutions per layer to compile (~0.6-0.9 s per ResNeXt layer, ~20 s per MiDaS input shape on 2 cores).
-# - "auto": "split" on CPU, "native" elsewhere, decided when the function is traced.
+# - "native": one lax.conv with feature_group_count; what cuDNN and the TPU compiler are built for, and on CPU as
+#   fast as "split" once XLA rather than YNNPACK runs the convolutions (hrjax.cpu_backend), at a sixth of the
+#   compile time. Under YNNPACK (jaxlib's CPU default) it runs 1.3-1.9x slower than "split" on MiDaS.
+# - "split": one dense convolution per group on a channel slice, concatenated: the fastest on CPU under
+#   YNNPACK, but 32 convolutions per layer to compile (~20 s per MiDaS input shape on 2 cores).
+# - "auto": "native", except on a CPU whose convolutions run on YNNPACK ("split"); decided when traced.
 GROUPED_IMPLS = ("auto", "native", "split")
