@@ -6,8 +6,8 @@
 Prints the compile time (first call) and the warm time of one 1 x size x size pass in hrjax (jitted) and
 PyTorch (eager, no_grad, ``torch.set_num_threads``), with the same synthetic weights, and the max difference.
 ``--cpu-convolutions ynnpack`` leaves jaxlib's CPU default (convolutions on YNNPACK) instead of hrjax's
-(:mod:`hrjax.cpu_backend`), to measure the difference. The PyTorch net is torchvision's ResNeXt-101 32x8d module tree + MiDaS's scratch/decoder, written out with
-torch.nn here (torchvision is not a dependency).
+(:mod:`hrjax.cpu_backend`), to measure the difference. The PyTorch net is torchvision's ResNeXt-101 32x8d
+module tree + MiDaS's scratch/decoder, written out with torch.nn here (torchvision is not a dependency).
 """
 
 from __future__ import annotations
