@@ -98,6 +98,13 @@ class UnetGenerator(nnx.Module):
                                              outermost=True, impl=impl)
         self.num_downs = num_downs
 
+    @property
+    def input_size(self) -> int:
+        """The (square) size the pipeline runs it at: 2**num_downs, the innermost level at 1x1 (unet_1024: 1024,
+        the reference's pix2pixsize, SPEC 4.1). A net trained with fewer levels (``train-merge --num-downs``)
+        runs at its own, smaller size."""
+        return 1 << self.num_downs
+
     def __call__(self, x: jax.Array, impl: str | None = None) -> jax.Array:
         m = 1 << self.num_downs
         if x.ndim != 4 or x.shape[1] % m or x.shape[2] % m:

@@ -50,6 +50,7 @@ class BoostResult:
     midas_calls: list[tuple[int, int, int]] = field(default_factory=list)   # (rows, cols, msize), reference order
     net_shapes: list[tuple[int, int]] = field(default_factory=list)         # base-net input (rows, cols), same
     merge_calls: int = 0
+    merge_size: int = MERGE_SIZE                   # the merge net's input size (Models.merge_size)
     timings: dict[str, float] = field(default_factory=dict)
     whole: np.ndarray | None = None  # with keep_intermediates: W at the depth's resolution (resized like it)
     # with keep_plain: the plain estimate, the base network's single pass on the whole image at its receptive
@@ -61,7 +62,8 @@ class BoostResult:
         ``merge_call_shapes``, ``single_calls``): the passes the reference would make one at a time, in its
         order; hrjax runs them batched."""
         return {"midas_call_shapes": np.array([(1, 3, a, b) for a, b in self.net_shapes], np.int64).reshape(-1, 4),
-                "merge_call_shapes": np.array([(1, 2, 1024, 1024)] * self.merge_calls, np.int64).reshape(-1, 4),
+                "merge_call_shapes": np.array([(1, 2, self.merge_size, self.merge_size)] * self.merge_calls,
+                                              np.int64).reshape(-1, 4),
                 "single_calls": np.array(self.midas_calls, np.int64).reshape(-1, 3)}
 
 
@@ -71,7 +73,8 @@ PatchCallback = Callable[[int, np.ndarray], None]  # (patch id, its 1024^2 doubl
 def _single(models: Models, image: jax.Array, crops: list[Crop], msize: int, cfg: BoostConfig,
             **kwargs) -> SingleEstimates:
     return single_estimates(models.base, models.base_graphdef, models.base_state, image, crops, msize,
-                            batcher=models.batcher(cfg.max_batch), max_net_input=cfg.max_net_input, **kwargs)
+                            batcher=models.batcher(cfg.max_batch), max_net_input=cfg.max_net_input,
+                            merge_size=models.merge_size, **kwargs)
 
 
 def resize_map(m: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
@@ -116,7 +119,8 @@ def boost(models: Models, image: np.ndarray, config: BoostConfig = BoostConfig()
     h_in, w_in = img.shape[:2]
     report("search", 0, 1)
     p = make_plan(img, config.mode, config.receptive_field, config.max_res, config.output_resolution_flag)
-    result = BoostResult(np.zeros((0, 0), np.float32), p, config, timings={"plan": time.perf_counter() - t0})
+    result = BoostResult(np.zeros((0, 0), np.float32), p, config, merge_size=models.merge_size,
+                         timings={"plan": time.perf_counter() - t0})
     report("search", 1, 1)
     (on_plan or (lambda _: None))(p)
 
@@ -196,7 +200,7 @@ def _local_boost(models: Models, whole_double: jax.Array, p: Plan, config: Boost
     """SPEC 1.3 steps 10-11 and 5.4: E_base at output scale, every patch merged into it, blended in order."""
     t = time.perf_counter()
     log = _CallLog()
-    rf, mg, ms = config.receptive_field, models.merge_graphdef, models.merge_state
+    rf, mg, ms, msz = config.receptive_field, models.merge_graphdef, models.merge_state, models.merge_size
     batcher = models.batcher(config.max_batch)
     hs, ws = p.mergein_shape
     e_base = resize_map(whole_double, (hs, ws))
@@ -251,12 +255,12 @@ def _local_boost(models: Models, whole_double: jax.Array, p: Plan, config: Boost
     for part in chunks(n, batcher):
         chunk = [crops[i] for i in part]
         # float32 base crops -> 1024^2 (SPEC 5.4 step 4)
-        b1 = batcher.run(batched_crop_resize, stack_crop_resize_bands([c.rect for c in chunk], (hs, ws)),
-                         shared=(e_base,))[0]
+        bands = stack_crop_resize_bands([c.rect for c in chunk], (hs, ws), (msz, msz))
+        b1 = batcher.run(batched_crop_resize, bands, shared=(e_base,))[0]
         m, alpha, beta = batcher.run(kernels.merge_into_base, (b1, pe[part.start:part.stop]), shared=(mg, ms))
         # P is float64 in the reference (polyfit output), so its resize runs cv2's generic path (SPEC 5.4 step 7)
-        fy = canvas.stack_bands([canvas.band_into_canvas(MERGE_SIZE, c.h, hc, "generic") for c in chunk])
-        fx = canvas.stack_bands([canvas.band_into_canvas(MERGE_SIZE, c.w, wc, "generic") for c in chunk])
+        fy = canvas.stack_bands([canvas.band_into_canvas(msz, c.h, hc, "generic") for c in chunk])
+        fx = canvas.stack_bands([canvas.band_into_canvas(msz, c.w, wc, "generic") for c in chunk])
         aligned = np.asarray(batcher.run(kernels.aligned_to_canvas, (*fy, m, *fx, alpha, beta))[0])
         alphas.append(np.asarray(alpha, np.float64))
         betas.append(np.asarray(beta, np.float64))

@@ -32,13 +32,15 @@ __all__ = ["Crop", "SingleEstimates", "crops_of", "image_estimates", "single_est
 class SingleEstimates:
     at_crop: list[np.ndarray | None]   # each (h, w): resized back to the crop size [and min-maxed] (SPEC 3.2)
     at_merge: jax.Array | None         # (N, 1024, 1024): the same, CUBIC-resized for the merge net (SPEC 3.1)
+    #                                    (its input size: 1024 for the official one, Models.merge_size)
     net_shapes: list[tuple[int, int]]  # network input (rows, cols) per crop
 
 
 def single_estimates(base: BaseNetwork, graphdef, state, image: jax.Array, crops: list[Crop], msize: int, *,
                      batcher: Batcher, max_net_input: int, keep_at_crop: bool = True, canvas_quantum: int = 64,
                      on_chunk: Callable[[int], None] | None = None,
-                     input_size: Callable[[int, int, int], tuple[int, int]] | None = None) -> SingleEstimates:
+                     input_size: Callable[[int, int, int], tuple[int, int]] | None = None,
+                     merge_size: int = MERGE_SIZE) -> SingleEstimates:
     """Base-network single estimates (SPEC 3.2) of many crops of one image at one requested size.
 
     Batched per network input shape and built chunk by chunk (:func:`hrjax.pipeline.batching.chunks`), with one
@@ -58,6 +60,7 @@ def single_estimates(base: BaseNetwork, graphdef, state, image: jax.Array, crops
       on_chunk: called after each chunk with the number of crops done so far (waits for the chunk).
       input_size: the network input (rows, cols) of an h x w crop at msize; default ``base.input_size`` (the
         reference's rule; :mod:`hrjax.pipeline.buckets` gives the bucketed one).
+      merge_size: the merge net's input size ``at_merge`` is resized to (``Models.merge_size``).
 
     Returns:
       :class:`SingleEstimates` in the order of ``crops``.
@@ -80,7 +83,7 @@ def single_estimates(base: BaseNetwork, graphdef, state, image: jax.Array, crops
                                             cv_dtype=np.float64, channels=3)
             rgb = batcher.run(batched_crop_resize, bands, shared=(image,))[0]
             crop_maps, merge_maps = _estimates_of(base, graphdef, state, rgb, [(c.h, c.w) for c in chunk], (hc, wc),
-                                                  batcher, to_merge=True)
+                                                  batcher, to_merge=True, merge_size=merge_size)
             crop_host = np.asarray(crop_maps) if keep_at_crop else None
             for j, k in enumerate(part):
                 i = idx[k]
@@ -127,10 +130,11 @@ def image_estimates(base: BaseNetwork, graphdef, state, images: np.ndarray, msiz
 
 
 def _estimates_of(base: BaseNetwork, graphdef, state, rgb: jax.Array, sizes: list[tuple[int, int]],
-                  canvas_hw: tuple[int, int], batcher: Batcher, *, to_merge: bool) -> tuple[jax.Array, ...]:
+                  canvas_hw: tuple[int, int], batcher: Batcher, *, to_merge: bool,
+                  merge_size: int = MERGE_SIZE) -> tuple[jax.Array, ...]:
     """The network on a chunk of resized inputs (N, nh, nw, 3), each output CUBIC-resized back to its region's
     size (on a canvas of ``canvas_hw``) and min-maxed if the base's reference code does; with ``to_merge`` also
-    CUBIC-resized to the merge net's 1024^2 (SPEC 3.2 steps 2-5, 3.1 step 1)."""
+    CUBIC-resized to the merge net's ``merge_size``^2, 1024^2 for the official one (SPEC 3.2 steps 2-5, 3.1 step 1)."""
     nh, nw = rgb.shape[1:3]
     hc, wc = canvas_hw
     base.check(rgb)
@@ -145,7 +149,7 @@ def _estimates_of(base: BaseNetwork, graphdef, state, rgb: jax.Array, sizes: lis
         to_crop = functools.partial(kernels.estimate_to_crop_size, min_max=base.min_max)
         return tuple(batcher.run(to_crop, (*by, depth, *bx, valid)))
     v_crop = [canvas.variant(np.float32, hw) for hw in sizes]
-    cy = canvas.stack_bands([canvas.band_from_canvas(h, MERGE_SIZE, v) for (h, _), v in zip(sizes, v_crop)])
-    cx = canvas.stack_bands([canvas.band_from_canvas(w, MERGE_SIZE, v) for (_, w), v in zip(sizes, v_crop)])
+    cy = canvas.stack_bands([canvas.band_from_canvas(h, merge_size, v) for (h, _), v in zip(sizes, v_crop)])
+    cx = canvas.stack_bands([canvas.band_from_canvas(w, merge_size, v) for (_, w), v in zip(sizes, v_crop)])
     to_both = functools.partial(kernels.estimate_to_crop_and_merge_size, min_max=base.min_max)
     return tuple(batcher.run(to_both, (*by, depth, *bx, valid, *cy, *cx)))

@@ -74,18 +74,18 @@ def check_pair(low_hw: tuple[int, int], high_hw: tuple[int, int]) -> None:
                             f"they are not estimates of one image")
 
 
-def to_merge_size(m: np.ndarray) -> jax.Array:
-    """(H, W) float32 -> (1, 1024, 1024): the pipeline's CUBIC resize of a single estimate at its region's size
-    to the merge net's input (SPEC 3.1 steps 1-2; cv2's code path for a float32 map of that size)."""
+def to_merge_size(m: np.ndarray, size: int = 1024) -> jax.Array:
+    """(H, W) float32 -> (1, size, size): the pipeline's CUBIC resize of a single estimate at its region's size
+    to the merge net's input, 1024^2 for the official one (SPEC 3.1 steps 1-2; cv2's code path for a float32
+    map of that size)."""
     import jax.numpy as jnp
 
-    from hrjax.models.mergenet import MERGE_SIZE
     from hrjax.pipeline import canvas, kernels
 
     h, w = m.shape
     v = canvas.variant(np.float32, (h, w))
-    iy, wy = canvas.stack_bands([canvas.band_from_canvas(h, MERGE_SIZE, v)])
-    ix, wx = canvas.stack_bands([canvas.band_from_canvas(w, MERGE_SIZE, v)])
+    iy, wy = canvas.stack_bands([canvas.band_from_canvas(h, size, v)])
+    ix, wx = canvas.stack_bands([canvas.band_from_canvas(w, size, v)])
     return kernels.resize_maps(iy, wy, jnp.asarray(m)[None], ix, wx)
 
 
@@ -93,13 +93,16 @@ def merge_maps(merge_graphdef, merge_state, low, high, *, depth: bool = False,
                size: tuple[int, int] | None = None) -> np.ndarray:
     """The double-estimation merge of ``low`` and ``high`` with the merge network ``(merge_graphdef,
     merge_state)`` (``hrjax.weights.load.load_model("mergenet")``); see :func:`merge_estimates`."""
+    from flax import nnx
+
     from hrjax.pipeline import kernels
     from hrjax.pipeline.boost import resize_map
 
     lo = check_estimate(low, "low", depth=depth)
     hi = check_estimate(high, "high", depth=depth)
     check_pair(lo.shape, hi.shape)
-    w = kernels.double_from_estimates(merge_graphdef, merge_state, to_merge_size(lo), to_merge_size(hi))[0]
+    size = nnx.merge(merge_graphdef, merge_state).input_size  # 1024 for the official net (Models.merge_size)
+    w = kernels.double_from_estimates(merge_graphdef, merge_state, to_merge_size(lo, size), to_merge_size(hi, size))[0]
     return np.asarray(resize_map(w, tuple(size) if size is not None else hi.shape), np.float32)
 
 

@@ -3,6 +3,7 @@ of the base network (:class:`hrjax.bases.BaseNetwork`) the pipeline reads its se
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,12 @@ class Models:
     merge_graphdef: nnx.GraphDef
     merge_state: nnx.State
     mesh: Mesh | None = None
+
+    @functools.cached_property
+    def merge_size(self) -> int:
+        """The merge net's input size (:attr:`hrjax.models.mergenet.UnetGenerator.input_size`: 1024 for the
+        official unet_1024): every map it merges is CUBIC-resized to this square first (SPEC 3.1, 5.4)."""
+        return nnx.merge(self.merge_graphdef, self.merge_state).input_size
 
     def batcher(self, max_batch: int) -> Batcher:
         """Chunks of at most ``max_batch`` items per call; 0 = chosen from free device memory."""
