@@ -101,8 +101,8 @@ def merge_maps(merge_graphdef, merge_state, low, high, *, depth: bool = False,
     lo = check_estimate(low, "low", depth=depth)
     hi = check_estimate(high, "high", depth=depth)
     check_pair(lo.shape, hi.shape)
-    size = nnx.merge(merge_graphdef, merge_state).input_size  # 1024 for the official net (Models.merge_size)
-    w = kernels.double_from_estimates(merge_graphdef, merge_state, to_merge_size(lo, size), to_merge_size(hi, size))[0]
+    msize = nnx.merge(merge_graphdef, merge_state).input_size  # 1024 for the official net (Models.merge_size)
+    w = kernels.double_from_estimates(merge_graphdef, merge_state, to_merge_size(lo, msize), to_merge_size(hi, msize))[0]
     return np.asarray(resize_map(w, tuple(size) if size is not None else hi.shape), np.float32)
 
 
