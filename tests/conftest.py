@@ -266,6 +266,61 @@ def native(models):
 
 
 # --------------------------------------------------------------------------------------------------------
+# a small merge net, for tests of the pipeline's and the CLI's plumbing
+
+# 6 levels, ngf 4: the same UnetGenerator code as unet_1024, run at 64^2 (Models.merge_size) instead of 1024^2,
+# where the merges were most of a small run's time. Results do not depend on the merge net's size for what those
+# tests check (batching, sharding, progress, compilation, files, resume); the goldens use the real one.
+SMALL_MERGE_ARCHITECTURE = {"ngf": 4, "num_downs": 6, "input_size": 64}
+
+
+def small_merge_net():
+    """(graphdef, state) of the small merge net with fixed random weights: std 1/sqrt(fan in) per HWIO kernel, so
+    the net does not amplify float32 rounding differences, zero biases."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from hrjax.models.mergenet import UnetGenerator
+
+    graphdef, state = nnx.split(UnetGenerator(**SMALL_MERGE_ARCHITECTURE))
+    rng = np.random.default_rng(0)
+
+    def init(a):
+        return jnp.asarray(rng.normal(0.0, 1.0 / np.sqrt(np.prod(a.shape[:-1])), a.shape) if a.ndim == 4
+                           else np.zeros(a.shape), jnp.float32)
+    return graphdef, jax.tree.map(init, state)
+
+
+@pytest.fixture(scope="session")
+def small_models(native):
+    """``native`` with :func:`small_merge_net` in place of unet_1024."""
+    import dataclasses
+
+    graphdef, state = small_merge_net()
+    models = dataclasses.replace(native, merge_graphdef=graphdef, merge_state=state)
+    assert models.merge_size == SMALL_MERGE_ARCHITECTURE["input_size"] and native.merge_size == 1024
+    return models
+
+
+@pytest.fixture(scope="session")
+def small_weights_dir(tmp_path_factory, weights_dir) -> Path:
+    """A store with the synthetic MiDaS (a link to ``weights_dir``'s) and :func:`small_merge_net` as "mergenet",
+    written the way ``train-merge`` exports a merge net (its architecture recorded in hrjax.json)."""
+    def build(wd: Path) -> None:
+        from flax import nnx
+
+        from hrjax.train.checkpoint import export_generator
+
+        (wd / "midas_v21").symlink_to(weights_dir / "midas_v21", target_is_directory=True)
+        _, state = small_merge_net()
+        flat = {".".join(str(k) for k in path): np.asarray(v.get_value()) for path, v in nnx.to_flat_state(state)}
+        export_generator(flat, wd, "mergenet", source="tests/conftest.py small_merge_net",
+                         architecture=SMALL_MERGE_ARCHITECTURE)
+    return _built_once(tmp_path_factory, "weights_small_merge", build)
+
+
+# --------------------------------------------------------------------------------------------------------
 # spreading the run over processes (pytest-xdist)
 
 # The longest tests of the default run (measured: 30-180 s each on 2 cores), started first: with the short ones

@@ -193,9 +193,10 @@ def test_grouped_conv_option_reaches_the_models(tmp_path, images, weights_dir, m
 # folder runs (synthetic weights, --mode r0: two MiDaS passes and one merge per image)
 
 
-def test_folder_run_bad_inputs_resume_overwrite(tmp_path, images, weights_dir):
+def test_folder_run_bad_inputs_resume_overwrite(tmp_path, images, small_weights_dir):
     out = tmp_path / "out"
-    args = ["boost", images, "--output", out, "--mode", "r0", "--weights-dir", weights_dir,
+    # the small merge net (conftest): this is about files, failures and resuming, not the maps' values
+    args = ["boost", images, "--output", out, "--mode", "r0", "--weights-dir", small_weights_dir,
             "--save", "png16,npy,color", "--json"]
     # 1. as a subprocess through the console script (compilation cache: the session's, $HRJAX_CACHE_DIR)
     p = subprocess.run(console_script() + [str(a) for a in args], capture_output=True, text=True, timeout=900)

@@ -73,7 +73,7 @@ def _files(folder: Path) -> dict[str, bytes]:
             if q.is_file() and ".hrjax" not in q.relative_to(folder).parts}
 
 
-def test_two_process_run_matches_single_process(tmp_path, weights_dir, compile_cache):
+def test_two_process_run_matches_single_process(tmp_path, small_weights_dir, compile_cache):
     folder = tmp_path / "in"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -83,6 +83,7 @@ def test_two_process_run_matches_single_process(tmp_path, weights_dir, compile_c
         assert cv2.imwrite(str(folder / name), img.clip(0, 255).astype(np.uint8))
     cache = compile_cache  # the session's: the five processes below compile each program once between them
 
+    weights_dir = small_weights_dir  # the small merge net (conftest): what is tested is the split and the files
     single = subprocess.run(_boost(folder, tmp_path / "single", weights_dir, cache), capture_output=True,
                             text=True, timeout=900, env=_env(), cwd=ROOT)
     assert single.returncode == 0, single.stderr

@@ -1,6 +1,5 @@
 """Pipeline behaviour beyond the goldens: edge cases the reference crashes on, input formats, batching."""
 
-import dataclasses
 import math
 import warnings
 from dataclasses import replace
@@ -24,9 +23,9 @@ def small_scene(golden):
 
 # The invariance tests run on a configuration designed for them: receptive field 128 (patch passes at 128^2 and
 # 256^2 instead of 384^2 and 768^2), a target of 357x476 that selects exactly 3 patches, so a batch of 3 and a
-# 3-device mesh hold every patch chunk without padding, and a 6-level merge net (small_models: 64^2 merges instead
-# of 1024^2, which were ~60 % of each run). The networks' own batched == single checks are test_midas and
-# test_mergenet; the full-size pipeline checks (both real networks, 384/768/1024) are marked heavy.
+# 3-device mesh hold every patch chunk without padding, and conftest.small_models' 64^2 merge net (the 1024^2
+# merges were ~60 % of each run). The networks' own batched == single checks are in test_midas and test_mergenet;
+# the full-size pipeline checks (both real networks, 384/768/1024) are marked heavy.
 SMALL = BoostConfig(mode="final", max_res=476, receptive_field=128, max_batch=1)
 SMALL_PATCHES = 3
 # Batch 1 vs 3 (or 3 devices) differ by float32 rounding: < 2e-6 with the real networks (the heavy tests below),
@@ -35,28 +34,6 @@ SMALL_PATCHES = 3
 SMALL_ATOL = 1e-5
 # The tests sharing small_run go to one worker (pytest-xdist --dist loadgroup): one run, not one per worker.
 SMALL_RUN_GROUP = pytest.mark.xdist_group("small_run")
-
-
-@pytest.fixture(scope="session")
-def small_models(native):
-    """``native`` with a small merge net in place of unet_1024: the same UnetGenerator code with 6 levels and
-    ngf 4 (input 64^2, Models.merge_size), random weights. For tests of the pipeline's plumbing (batching,
-    sharding, progress, compilation, input formats), whose outcome does not depend on the merge net's size."""
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
-    from hrjax.models.mergenet import UnetGenerator
-
-    graphdef, state = nnx.split(UnetGenerator(ngf=4, num_downs=6))
-    rng = np.random.default_rng(0)
-    # unit-variance layers (std 1/sqrt(fan in) of each HWIO kernel), so the random net does not amplify the
-    # float32 rounding differences between batch sizes beyond what the real one shows (< 2e-6)
-    state = jax.tree.map(lambda a: jnp.asarray(rng.normal(0.0, 1.0 / np.sqrt(np.prod(a.shape[:-1])), a.shape)
-                                               if a.ndim == 4 else np.zeros(a.shape), jnp.float32), state)
-    models = dataclasses.replace(native, merge_graphdef=graphdef, merge_state=state)
-    assert models.merge_size == 64 and native.merge_size == 1024
-    return models
 
 
 @pytest.fixture(scope="session")

@@ -124,12 +124,19 @@ def test_commands_generate_train_resume_and_export(tmp_path, app, weights_dir):
     # the export has the generator's keys and shapes and runs as a merge net
     from hrjax.models.mergenet import UnetGenerator
     from hrjax.weights.keys import fill_state, key_table, match_state_dict
+    from hrjax.weights.load import load_model
     from hrjax.weights.store import load_flat
     flat, info = load_flat(tmp_path / "run" / "weights", "mergenet")
     net = UnetGenerator(ngf=4, num_downs=5)
     state = fill_state(net, match_state_dict(key_table(net), flat, what="export", from_torch=False))
     y = nnx.merge(nnx.split(net)[0], state)(jnp.zeros((1, 32, 32, 2), jnp.float32))
     assert y.shape == (1, 32, 32, 1) and info.n_tensors == len(flat) == 11
+    # the store records the architecture, so the standard loader builds this net, to run at its training size
+    assert info.architecture == {"ngf": 4, "num_downs": 5, "input_size": 32}
+    graphdef, loaded = load_model("mergenet", tmp_path / "run" / "weights")
+    merged = nnx.merge(graphdef, loaded)
+    assert merged.input_size == 32 and merged.num_downs == 5
+    np.testing.assert_array_equal(np.asarray(merged(jnp.zeros((1, 32, 32, 2), jnp.float32))), np.asarray(y))
 
 
 def test_full_size_generator_export_loads_and_boosts(tmp_path, weights_dir):

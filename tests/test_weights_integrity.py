@@ -90,3 +90,24 @@ def test_store_without_a_digest_is_refused(tmp_path):
     (dest / store.INFO_FILE).write_text(json.dumps(raw))
     with pytest.raises(store.WeightsError, match="no digest"):
         store.load_flat(tmp_path / "w", "mergenet")
+
+
+def test_a_stored_architecture_that_does_not_build_is_a_clear_error(tmp_path, small_weights_dir):
+    """A store's recorded architecture (train-merge's export) is what the loader builds; one that does not
+    build the model names the store and the architecture."""
+    import shutil
+
+    from flax import nnx
+
+    from hrjax.weights.load import load_model
+    from hrjax.weights.store import INFO_FILE, WeightsError
+
+    graphdef, state = load_model("mergenet", small_weights_dir)
+    assert nnx.merge(graphdef, state).input_size == 64
+    wd = tmp_path / "w"
+    shutil.copytree(small_weights_dir / "mergenet", wd / "mergenet")
+    info = json.loads((wd / "mergenet" / INFO_FILE).read_text())
+    info["architecture"] = {"ngf": 4, "num_downs": 3}
+    (wd / "mergenet" / INFO_FILE).write_text(json.dumps(info))
+    with pytest.raises(WeightsError, match="architecture"):
+        load_model("mergenet", wd)

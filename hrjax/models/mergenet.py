@@ -85,9 +85,15 @@ class UnetGenerator(nnx.Module):
     """
 
     def __init__(self, input_nc: int = 2, output_nc: int = 1, ngf: int = 64, num_downs: int = 10, *,
-                 impl: str = DEFAULT_IMPL):
+                 input_size: int | None = None, impl: str = DEFAULT_IMPL):
         if num_downs < 5:
             raise ValueError(f"num_downs must be >= 5, got {num_downs}")
+        # The (square) size the pipeline runs it at, a multiple of 2**num_downs: by default 2**num_downs, which for
+        # unet_1024 is the reference's pix2pixsize 1024 (SPEC 4.1); a net trained with ``train-merge --net-size``
+        # runs at its training size (the store's "architecture" records it).
+        self.input_size = (1 << num_downs) if input_size is None else int(input_size)
+        if self.input_size <= 0 or self.input_size % (1 << num_downs):
+            raise ValueError(f"input_size {input_size} must be a positive multiple of 2^num_downs = {1 << num_downs}")
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, impl=impl)
         for _ in range(num_downs - 5):
             block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, impl=impl)
@@ -97,13 +103,6 @@ class UnetGenerator(nnx.Module):
         self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block,
                                              outermost=True, impl=impl)
         self.num_downs = num_downs
-
-    @property
-    def input_size(self) -> int:
-        """The (square) size the pipeline runs it at: 2**num_downs, the innermost level at 1x1 (unet_1024: 1024,
-        the reference's pix2pixsize, SPEC 4.1). A net trained with fewer levels (``train-merge --num-downs``)
-        runs at its own, smaller size."""
-        return 1 << self.num_downs
 
     def __call__(self, x: jax.Array, impl: str | None = None) -> jax.Array:
         m = 1 << self.num_downs

@@ -102,7 +102,8 @@ def merge_maps(merge_graphdef, merge_state, low, high, *, depth: bool = False,
     hi = check_estimate(high, "high", depth=depth)
     check_pair(lo.shape, hi.shape)
     msize = nnx.merge(merge_graphdef, merge_state).input_size  # 1024 for the official net (Models.merge_size)
-    w = kernels.double_from_estimates(merge_graphdef, merge_state, to_merge_size(lo, msize), to_merge_size(hi, msize))[0]
+    w = kernels.double_from_estimates(merge_graphdef, merge_state, to_merge_size(lo, msize),
+                                      to_merge_size(hi, msize))[0]
     return np.asarray(resize_map(w, tuple(size) if size is not None else hi.shape), np.float32)
 
 

@@ -38,8 +38,8 @@ class Models:
 
     @functools.cached_property
     def merge_size(self) -> int:
-        """The merge net's input size (:attr:`hrjax.models.mergenet.UnetGenerator.input_size`: 1024 for the
-        official unet_1024): every map it merges is CUBIC-resized to this square first (SPEC 3.1, 5.4)."""
+        """The merge net's input size (``UnetGenerator.input_size``: 1024 for the official unet_1024, else what
+        the store's architecture says): every map it merges is CUBIC-resized to this square first (SPEC 3.1, 5.4)."""
         return nnx.merge(self.merge_graphdef, self.merge_state).input_size
 
     def batcher(self, max_batch: int) -> Batcher:

@@ -85,12 +85,14 @@ def check_resumable(meta: dict, cfg: TrainConfig, fingerprint: str) -> list[str]
 # --- export ------------------------------------------------------------------------------------------------
 
 def export_generator(g_params: dict, weights_dir: Path, name: str = "mergenet", *,
-                     source: str = "hrjax train-merge") -> Path:
+                     source: str = "hrjax train-merge", architecture: dict[str, int] | None = None) -> Path:
     """Write the generator ({PyTorch key: hrjax-layout array}, as trained) to ``<weights_dir>/<name>``.
 
     The store entry has exactly the keys and shapes of a converted official checkpoint (SPEC-TRAINING 7), so
     ``hrjax.weights.load.load_model(name, weights_dir)`` loads it, provided ``name`` is a model the catalog
     knows (``"mergenet"``: pass a separate ``weights_dir`` to keep the official weights apart).
+    ``architecture``: the generator's builder arguments when they are not unet_1024's (``ngf``, ``num_downs``,
+    ``input_size`` = the training net size), recorded in the store so that the loader builds that net.
     """
     flat = {k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in g_params.items()}
     h = hashlib.sha256()
@@ -99,7 +101,8 @@ def export_generator(g_params: dict, weights_dir: Path, name: str = "mergenet", 
         h.update(flat[k].tobytes())
     info = store.WeightsInfo(model=name, source_name=source, source_sha256=h.hexdigest(),
                              converter_version=store.CONVERTER_VERSION, n_tensors=len(flat),
-                             n_values=int(sum(v.size for v in flat.values())), created=store.now_iso())
+                             n_values=int(sum(v.size for v in flat.values())), created=store.now_iso(),
+                             architecture=architecture)
     return store.save(Path(weights_dir), info, flat)
 
 

@@ -160,6 +160,7 @@ def train(data: Path, out: Path, cfg: TrainConfig = TrainConfig(), *, resume: bo
     mngr.close()
     exported = None
     if export:
+        arch = {"ngf": cfg.net.ngf, "num_downs": cfg.net.num_downs, "input_size": cfg.net_size}
         exported = ckpt.export_generator(jax.device_get(state["g"]), export_dir or out / "weights", export_name,
-                                         source=f"hrjax train-merge {out.resolve()} step {step}")
+                                         source=f"hrjax train-merge {out.resolve()} step {step}", architecture=arch)
     return TrainResult(state, step, total, spe, resumed_from, exported, records)

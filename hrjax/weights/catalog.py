@@ -38,9 +38,11 @@ class ModelEntry:
     checkpoint: OfficialCheckpoint
     description: str
 
-    def build(self) -> nnx.Module:
+    def build(self, **architecture) -> nnx.Module:
+        """The un-loaded network; ``architecture`` (a store's, see ``WeightsInfo.architecture``) overrides the
+        builder's defaults, which are the official checkpoint's."""
         module, attr = self.builder.split(":")
-        return getattr(importlib.import_module(module), attr)()
+        return getattr(importlib.import_module(module), attr)(**architecture)
 
 
 MODELS: dict[str, ModelEntry] = {

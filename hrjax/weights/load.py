@@ -16,11 +16,16 @@ def load_model(model: str, weights_dir: Path | None = None) -> tuple[nnx.GraphDe
     wd = Path(weights_dir) if weights_dir is not None else store.default_weights_dir()
     entry = catalog.get(model)
     try:
-        flat, _ = store.load_flat(wd, model)
+        flat, info = store.load_flat(wd, model)
     except store.WeightsError as e:
         raise store.WeightsError(f"{e}\nTo install it:\n{fix_it_commands(model, weights_dir)}") from e
+    architecture = info.architecture or {}
     # abstract: building the network with its random initialisation would hold a second copy of the weights
-    net = nnx.eval_shape(entry.build)
+    try:
+        net = nnx.eval_shape(lambda: entry.build(**architecture))
+    except (TypeError, ValueError) as e:
+        raise store.WeightsError(f"{wd / model}: the stored architecture {architecture} does not build a "
+                                 f"{model}: {e}") from e
     try:
         matched = match_state_dict(key_table(net), flat, what=f"stored weights {wd / model}", from_torch=False)
     except CheckpointMismatch as e:

@@ -45,6 +45,9 @@ class WeightsInfo:
     # (fine-tuned checkpoints); "unchecked": written by another producer (e.g. train-merge's export)
     source_check: str = "unchecked"
     arrays_sha256: str | None = None  # arrays_digest() of the stored arrays, set by save()
+    # keyword arguments of the model's builder when the stored net is not the catalogue's default architecture
+    # (a merge net from train-merge: {"ngf", "num_downs", "input_size"}); None for converted official checkpoints
+    architecture: dict[str, int] | None = None
 
 
 def default_weights_dir() -> Path:
