@@ -74,7 +74,7 @@ def test_buckets_join_the_resume_identity_only_when_on(tmp_path):
     assert {k: v for k, v in on.items() if k != "buckets"} == off
 
 
-def test_bucketed_run_compiles_no_network_program_for_a_new_size_in_its_bucket(native, golden):
+def test_bucketed_run_compiles_no_network_program_for_a_new_size_in_its_bucket(small_models, golden):
     """r20 on two sizes of one image: in parity mode their high passes take two network shapes (448x576 and
     416x576, R = 576 for both); bucketed, both take 448x576 (3:4 at 576, the first one's exact shape), so the
     second image compiles no network program. (How far the result lands from parity: bench/precision.py
@@ -83,9 +83,9 @@ def test_bucketed_run_compiles_no_network_program_for_a_new_size_in_its_bucket(n
     first = cv2.resize(img, (208, 156), interpolation=cv2.INTER_AREA)
     second = cv2.resize(img, (240, 176), interpolation=cv2.INTER_AREA)
     cfg = BoostConfig(mode="r20", buckets=True)
-    a = boost(native, first, cfg)
+    a = boost(small_models, first, cfg)
     n_programs = kernels.base_on_rgb._cache_size()
-    b = boost(native, second, cfg)
+    b = boost(small_models, second, cfg)
     assert kernels.base_on_rgb._cache_size() == n_programs
     assert a.plan.R == b.plan.R == 576
     assert a.net_shapes == b.net_shapes == [(288, 384), (448, 576)]
@@ -94,4 +94,4 @@ def test_bucketed_run_compiles_no_network_program_for_a_new_size_in_its_bucket(n
     assert midas.input_size(156, 208, 576) == (448, 576) and midas.input_size(176, 240, 576) == (416, 576)
     assert b.depth.shape == (176, 240) and np.isfinite(b.depth).all() and b.depth.std() > 0
     # the first image's shapes are its exact (parity) ones, so its bucketed result is its parity result
-    np.testing.assert_array_equal(a.depth, boost(native, first, BoostConfig(mode="r20")).depth)
+    np.testing.assert_array_equal(a.depth, boost(small_models, first, BoostConfig(mode="r20")).depth)

@@ -37,8 +37,9 @@ def png_declaring(w: int, h: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def server(weights_dir, tmp_path_factory):
-    config = ServeConfig(weights_dir=weights_dir, port=0, models=offered_models(weights_dir, None),
+def server(small_weights_dir, tmp_path_factory):
+    # the small merge net (conftest): what is tested is that serve gives the CLI's files, not their values
+    config = ServeConfig(weights_dir=small_weights_dir, port=0, models=offered_models(small_weights_dir, None),
                          max_upload_bytes=UPLOAD_LIMIT, work_dir=tmp_path_factory.mktemp("serve"),
                          grouped_impl="auto")  # as the CLI it is compared with
     srv = make_server(config)
@@ -97,7 +98,7 @@ def test_options_and_names():
     assert is_loopback("127.0.0.1") and is_loopback("::1") and not is_loopback("0.0.0.0")
 
 
-def test_serve_boosts_like_the_cli_and_refuses_bad_uploads(server, golden, weights_dir, tmp_path):
+def test_serve_boosts_like_the_cli_and_refuses_bad_uploads(server, golden, small_weights_dir, tmp_path):
     status, body = request(f"{server}/")
     assert status == 200 and b"<title>hrjax" in body
     opts = json.loads(request(f"{server}/api/options")[1])
@@ -123,7 +124,7 @@ def test_serve_boosts_like_the_cli_and_refuses_bad_uploads(server, golden, weigh
     assert final["R"] == 384 and final["n_patches"] == 0 and final["input_shape"] == [360, 480]
     assert any(s["status"] == "running" and s["stage"] for s in seen)  # progress was reported
 
-    cli_files = cli_outputs(image, tmp_path / "cli", weights_dir)
+    cli_files = cli_outputs(image, tmp_path / "cli", small_weights_dir)
     for kind in FILES:
         status, data = request(f"{server}/api/jobs/{r['id']}/{kind}")
         assert status == 200 and data == cli_files[kind], kind  # byte-identical to hrjax boost's file
@@ -152,7 +153,7 @@ def chromium() -> str | None:
 
 
 @pytest.mark.heavy
-def test_page_in_a_browser(server, golden, weights_dir, tmp_path):
+def test_page_in_a_browser(server, golden, small_weights_dir, tmp_path):
     exe = chromium()
     if exe is None:
         pytest.skip("no Chromium (apt-get install chromium)")
@@ -162,7 +163,7 @@ def test_page_in_a_browser(server, golden, weights_dir, tmp_path):
     bad.write_text("this is not an image\n")
     huge = tmp_path / "huge.png"
     huge.write_bytes(png_declaring(100_000, 100_000))
-    cli_files = cli_outputs(image, tmp_path / "cli", weights_dir)
+    cli_files = cli_outputs(image, tmp_path / "cli", small_weights_dir)
 
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
