@@ -142,6 +142,12 @@ def to_unit(y: jax.Array) -> jax.Array:
     return (y + 1) / 2
 
 
+def input_size(graphdef: nnx.GraphDef, state: nnx.State) -> int:
+    """The input size of a split merge net (``UnetGenerator.input_size``): 1024 for the official unet_1024, else
+    what its store's architecture says. Every map it merges is CUBIC-resized to this square first (SPEC 3.1, 5.4)."""
+    return nnx.merge(graphdef, state).input_size
+
+
 # --- pure, jitted entry points (state passed explicitly; split the model once with nnx.split) -------------
 
 @partial(jax.jit, static_argnames=("graphdef", "impl"))

@@ -74,7 +74,7 @@ def check_pair(low_hw: tuple[int, int], high_hw: tuple[int, int]) -> None:
                             f"they are not estimates of one image")
 
 
-def to_merge_size(m: np.ndarray, size: int = 1024) -> jax.Array:
+def to_merge_size(m: np.ndarray, size: int) -> jax.Array:
     """(H, W) float32 -> (1, size, size): the pipeline's CUBIC resize of a single estimate at its region's size
     to the merge net's input, 1024^2 for the official one (SPEC 3.1 steps 1-2; cv2's code path for a float32
     map of that size)."""
@@ -93,15 +93,14 @@ def merge_maps(merge_graphdef, merge_state, low, high, *, depth: bool = False,
                size: tuple[int, int] | None = None) -> np.ndarray:
     """The double-estimation merge of ``low`` and ``high`` with the merge network ``(merge_graphdef,
     merge_state)`` (``hrjax.weights.load.load_model("mergenet")``); see :func:`merge_estimates`."""
-    from flax import nnx
-
+    from hrjax.models import mergenet
     from hrjax.pipeline import kernels
     from hrjax.pipeline.boost import resize_map
 
     lo = check_estimate(low, "low", depth=depth)
     hi = check_estimate(high, "high", depth=depth)
     check_pair(lo.shape, hi.shape)
-    msize = nnx.merge(merge_graphdef, merge_state).input_size  # 1024 for the official net (Models.merge_size)
+    msize = mergenet.input_size(merge_graphdef, merge_state)
     w = kernels.double_from_estimates(merge_graphdef, merge_state, to_merge_size(lo, msize),
                                       to_merge_size(hi, msize))[0]
     return np.asarray(resize_map(w, tuple(size) if size is not None else hi.shape), np.float32)

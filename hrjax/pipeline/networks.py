@@ -12,6 +12,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hrjax.bases import DEFAULT_BASE, BaseNetwork, get_base
+from hrjax.models import mergenet
 from hrjax.models.layers import configure
 from hrjax.pipeline.batching import Batcher, auto_max_batch
 from hrjax.weights.load import load_model
@@ -38,9 +39,8 @@ class Models:
 
     @functools.cached_property
     def merge_size(self) -> int:
-        """The merge net's input size (``UnetGenerator.input_size``: 1024 for the official unet_1024, else what
-        the store's architecture says): every map it merges is CUBIC-resized to this square first (SPEC 3.1, 5.4)."""
-        return nnx.merge(self.merge_graphdef, self.merge_state).input_size
+        """The merge net's input size (:func:`hrjax.models.mergenet.input_size`)."""
+        return mergenet.input_size(self.merge_graphdef, self.merge_state)
 
     def batcher(self, max_batch: int) -> Batcher:
         """Chunks of at most ``max_batch`` items per call; 0 = chosen from free device memory."""
