@@ -94,13 +94,22 @@ def test_batching_does_not_change_the_result(small_models, small_scene, small_ru
 
 
 @SMALL_RUN_GROUP
-def test_sharding_does_not_change_the_result(small_models, small_scene, small_run):
+def test_sharding_does_not_change_the_result(small_models, small_scene, small_run, monkeypatch):
     """Data parallel over 3 of the host CPU devices (weights replicated, every patch chunk split 1 per device)
-    == one device."""
+    == one device. The whole-image passes (one item) run on the mesh's first device, not once per device."""
     import jax
     one = small_run[0]
     mesh = batching.data_mesh(jax.devices()[:SMALL_PATCHES])
+    calls = []  # (batch, devices) of every base-network call, observed at the jitted function
+    network = kernels.base_on_rgb
+
+    def spy(graphdef, state, rgb, **kwargs):
+        calls.append((int(rgb.shape[0]), len(rgb.sharding.device_set)))
+        return network(graphdef, state, rgb, **kwargs)
+
+    monkeypatch.setattr(kernels, "base_on_rgb", spy)
     sharded = boost(small_models.on_mesh(mesh), small_scene, replace(SMALL, max_batch=SMALL_PATCHES))
+    assert calls == [(1, 1), (1, 1), (SMALL_PATCHES, SMALL_PATCHES), (SMALL_PATCHES, SMALL_PATCHES)]
     np.testing.assert_array_equal(sharded.plan.rects_scaled, one.plan.rects_scaled)
     np.testing.assert_allclose(one.depth, sharded.depth, rtol=0, atol=SMALL_ATOL)
 

@@ -126,7 +126,9 @@ def boost(models: Models, image: np.ndarray, config: BoostConfig = BoostConfig()
 
     t = time.perf_counter()
     report("whole image", 0, 1)
-    whole_double, whole_log, plain = _whole_image(models, img, p, config, keep_intermediates, keep_plain)
+    # one item: on one device even with a mesh (the batcher would run a copy per device)
+    whole_double, whole_log, plain = _whole_image(models.on_first_device, img, p, config, keep_intermediates,
+                                                  keep_plain)
     _log_into(result, whole_log)
     result.timings["whole"] = time.perf_counter() - t
     report("whole image", 1, 1)

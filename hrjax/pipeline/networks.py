@@ -42,6 +42,21 @@ class Models:
         """The merge net's input size (:func:`hrjax.models.mergenet.input_size`)."""
         return mergenet.input_size(self.merge_graphdef, self.merge_state)
 
+    @functools.cached_property
+    def on_first_device(self) -> "Models":
+        """These models on the first device of their mesh, unsharded (themselves when there is no mesh), for work on
+        one item: the whole-image passes, which a mesh would pad to one copy per device. The weights are that
+        device's replica (no copy), so the programs are the ones a run without a mesh compiles."""
+        if self.mesh is None:
+            return self
+        first = self.mesh.devices.flat[0]
+
+        def replica(x):
+            return next(s.data for s in x.addressable_shards if s.device == first)
+
+        return Models(self.base, self.base_graphdef, jax.tree.map(replica, self.base_state), self.merge_graphdef,
+                      jax.tree.map(replica, self.merge_state))
+
     def batcher(self, max_batch: int) -> Batcher:
         """Chunks of at most ``max_batch`` items per call; 0 = chosen from free device memory."""
         if max_batch == 0:
