@@ -109,11 +109,13 @@ def weights_list(weights_dir: Optional[Path] = WeightsDir):
     wd = _weights_dir(weights_dir)
     installed = list_installed(wd)
     table = Table(title=escape(f"hrjax weights in {wd}"))
-    for col in ("model", "source", "source sha256", "converter", "tensors"):
+    for col in ("model", "source", "source sha256", "converter", "tensors", "architecture"):
         table.add_column(col)
     for i in installed:
+        # a train-merge export records its own net (e.g. ngf=4 num_downs=5 input_size=64); official: the catalogue's
+        arch = " ".join(f"{k}={v}" for k, v in i.architecture.items()) if i.architecture else "catalogue"
         table.add_row(*map(escape, (i.model, i.source_name, i.source_sha256, str(i.converter_version),
-                                    str(i.n_tensors))))
+                                    str(i.n_tensors), arch)))
     print_table(out, table)
     missing = [m for m in _model_names() if m not in {i.model for i in installed}]
     if missing:

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 import cli
+from conftest import SMALL_MERGE_ARCHITECTURE
 from hrjax.run.exits import UsageError
 from hrjax.run.inputs import Job, collect_inputs
 from hrjax.run.outputs import RunOptions, output_paths, parse_save, patch_path, patches_index_path
@@ -187,6 +188,20 @@ def test_grouped_conv_option_reaches_the_models(tmp_path, images, weights_dir, m
                                          "--weights-dir", weights_dir, "--no-cache", *args]], env=env)
         assert r.exit_code == 2 and "stop here" in r.output, r.output
     assert seen == ["split", "native", "auto"]
+
+
+def test_weights_list_shows_each_store_entry_and_its_architecture(small_weights_dir, tmp_path):
+    """``hrjax weights list``: one row per installed model with its source, digest and tensor count; a merge net
+    exported by train-merge shows the architecture it records, an official conversion the catalogue's."""
+    r = invoke(["weights", "list", "--weights-dir", small_weights_dir])
+    assert r.exit_code == 0, r.output
+    cells = [line.replace("\u2502", " ").split() for line in r.output.splitlines()]  # rich's column rule
+    rows = {c[0]: " ".join(c) for c in cells if c[:1] in (["mergenet"], ["midas_v21"])}
+    assert " ".join(f"{k}={v}" for k, v in SMALL_MERGE_ARCHITECTURE.items()) in rows["mergenet"]
+    assert "catalogue" in rows["midas_v21"] and "midas_v21-f6b98070.pt" in rows["midas_v21"]
+    assert "not installed:" in r.output and "leres_res101" in r.output
+    r = invoke(["weights", "list", "--weights-dir", tmp_path / "empty"])
+    assert r.exit_code == 0 and "not installed: " in r.output and "mergenet" in r.output
 
 
 # --------------------------------------------------------------------------------------------------------
