@@ -292,6 +292,14 @@ def small_merge_net():
     return graphdef, jax.tree.map(init, state)
 
 
+def flat_arrays(state) -> dict[str, np.ndarray]:
+    """``{PyTorch key: numpy array}`` of an nnx state (its paths joined with dots, as the key tables name them):
+    the layout a store holds and train-merge exports."""
+    from flax import nnx
+
+    return {".".join(str(k) for k in path): np.asarray(v.get_value()) for path, v in nnx.to_flat_state(state)}
+
+
 @pytest.fixture(scope="session")
 def small_models(native):
     """``native`` with :func:`small_merge_net` in place of unet_1024."""
@@ -308,15 +316,11 @@ def small_weights_dir(tmp_path_factory, weights_dir) -> Path:
     """A store with the synthetic MiDaS (a link to ``weights_dir``'s) and :func:`small_merge_net` as "mergenet",
     written the way ``train-merge`` exports a merge net (its architecture recorded in hrjax.json)."""
     def build(wd: Path) -> None:
-        from flax import nnx
-
         from hrjax.train.checkpoint import export_generator
 
         (wd / "midas_v21").symlink_to(weights_dir / "midas_v21", target_is_directory=True)
-        _, state = small_merge_net()
-        flat = {".".join(str(k) for k in path): np.asarray(v.get_value()) for path, v in nnx.to_flat_state(state)}
-        export_generator(flat, wd, "mergenet", source="tests/conftest.py small_merge_net",
-                         architecture=SMALL_MERGE_ARCHITECTURE)
+        export_generator(flat_arrays(small_merge_net()[1]), wd, "mergenet",
+                         source="tests/conftest.py small_merge_net", architecture=SMALL_MERGE_ARCHITECTURE)
     return _built_once(tmp_path_factory, "weights_small_merge", build)
 
 

@@ -12,6 +12,7 @@ import typer
 from flax import nnx
 from typer.testing import CliRunner
 
+from conftest import flat_arrays
 from hrjax.models.layers import Conv2d
 from hrjax.train.cli import register
 from hrjax.train.data import open_dataset, read_depth16
@@ -154,7 +155,7 @@ def test_full_size_generator_export_loads_and_boosts(tmp_path, weights_dir):
     wd = tmp_path / "weights"
     export_generator(params, wd, "mergenet")
     graphdef, state = load_model("mergenet", wd)
-    loaded = {".".join(str(p) for p in path): np.asarray(v.get_value()) for path, v in nnx.to_flat_state(state)}
+    loaded = flat_arrays(state)
     assert loaded.keys() == params.keys() and all(np.array_equal(loaded[k], params[k]) for k in params)
     shutil.copytree(weights_dir / "midas_v21", wd / "midas_v21")
     img = np.random.default_rng(0).random((48, 64, 3))
