@@ -286,11 +286,12 @@ def boost_cmd(
                                  "whole-image passes)"),
     grouped_conv: GroupedConv = typer.Option(
         "auto", "--grouped-conv", case_sensitive=False, envvar="HRJAX_GROUPED_CONV",
-        help="How the ResNeXt grouped convolutions (MiDaS, LeReS) run: one grouped convolution (native) or 32 "
-             "dense ones (split). auto = native, except split on a CPU whose convolutions run on YNNPACK "
-             "(only when XLA_FLAGS sets --xla_cpu_experimental_ynn_fusion_type to include them; hrjax's "
-             "default keeps them on XLA, where native is as fast as split and compiles ~6x faster). Results "
-             "do not depend on it (float32 summation order only)"),
+        help="How the ResNeXt grouped convolutions (MiDaS, LeReS) run: one grouped convolution (native), 32 "
+             "dense ones (split), or native with the 8- and 16-channel groups merged into 32-channel ones under "
+             "block-diagonal kernels (packed: faster on XLA:CPU). auto = packed on a CPU, native on GPU/TPU, "
+             "split on a CPU whose convolutions run on YNNPACK (only when XLA_FLAGS sets "
+             "--xla_cpu_experimental_ynn_fusion_type to include them). Results do not depend on it (float32 "
+             "summation order only)"),
     local_devices: int = typer.Option(0, "--local-devices", min=0, help="Shard patch batches over this many "
                                       "local devices (0 = every GPU/TPU, one CPU device); results do not "
                                       "depend on it"),

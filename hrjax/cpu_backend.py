@@ -19,8 +19,9 @@ two warm calls / compile; README Benchmarks, "CPU convolutions"):
 and the merge network at 1024^2 1.97 -> 1.65 s; a program's first call also loses most of its extra second
 (YNNPACK builds its kernels on a program's first run). The results differ from YNNPACK's in float32 rounding only
 (MiDaS output: 3e-6 of its range; every golden passes either way). So the command line, the benchmarks and the
-tests call :func:`use_xla_convolutions` before JAX starts, and the grouped-conv formulation "auto" picks "native"
-on CPU when it is in effect (:func:`xla_convolutions`): as fast as "split", a sixth of the compile time.
+tests call :func:`use_xla_convolutions` before JAX starts, and the grouped-conv formulation "auto" picks "packed"
+on CPU when it is in effect (:func:`xla_convolutions`): "native" with ResNeXt's narrow early groups merged, faster
+than "split" at the compile time of "native" (hrjax.models.precision).
 
 Library users get the same by calling :func:`use_xla_convolutions` before their first JAX call (or by setting the
 flag in XLA_FLAGS themselves); without it "auto" keeps "split", the faster formulation under YNNPACK. A flag the

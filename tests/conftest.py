@@ -253,15 +253,15 @@ def models(weights_dir):
 
 
 @pytest.fixture(scope="session")
-def native(models):
-    """``models`` itself, named for what it runs: the native grouped convolution (one ``lax.conv`` with feature
-    groups), which "auto" is on the tests' CPU backend since the convolutions run on XLA's kernels
-    (hrjax.cpu_backend; the split formulation compiled ~6x slower per MiDaS shape). One graphdef, so the tests
-    using either fixture share their compiled programs. Both formulations keep their parity tests (test_midas,
-    test_leres)."""
+def auto_models(models):
+    """``models`` itself, named for what it runs: the default grouped convolution ("auto"), which is "packed" on
+    the tests' CPU backend since the convolutions run on XLA's kernels (hrjax.cpu_backend; one grouped
+    ``lax.conv``, narrow groups merged; the split formulation compiles ~6x slower per MiDaS shape). One graphdef,
+    so the tests using either fixture share their compiled programs. Every formulation keeps its parity tests
+    (test_midas, test_leres, test_cpu_backend)."""
     from hrjax.models.layers import resolve_grouped_impl
 
-    assert resolve_grouped_impl("auto") == "native", "conftest's use_xla_convolutions did not take effect"
+    assert resolve_grouped_impl("auto") == "packed", "conftest's use_xla_convolutions did not take effect"
     return models
 
 
@@ -301,13 +301,13 @@ def flat_arrays(state) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def small_models(native):
-    """``native`` with :func:`small_merge_net` in place of unet_1024."""
+def small_models(auto_models):
+    """``auto_models`` with :func:`small_merge_net` in place of unet_1024."""
     import dataclasses
 
     graphdef, state = small_merge_net()
-    models = dataclasses.replace(native, merge_graphdef=graphdef, merge_state=state)
-    assert models.merge_size == SMALL_MERGE_ARCHITECTURE["input_size"] and native.merge_size == 1024
+    models = dataclasses.replace(auto_models, merge_graphdef=graphdef, merge_state=state)
+    assert models.merge_size == SMALL_MERGE_ARCHITECTURE["input_size"] and auto_models.merge_size == 1024
     return models
 
 

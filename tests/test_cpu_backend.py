@@ -1,15 +1,18 @@
 """hrjax.cpu_backend: XLA rather than YNNPACK runs the convolutions on CPU, and "auto" follows it."""
 
 import os
+import re
 import subprocess
 import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from hrjax.cpu_backend import XLA_CONVOLUTIONS, YNN_FLAG, use_xla_convolutions, xla_convolutions
-from hrjax.models.layers import conv2d, resolve_grouped_impl
+from hrjax.models.layers import (PACK_CHANNELS, PACK_MIN_PIXELS, block_diagonal_groups, conv2d, pack_factor,
+                                 resolve_grouped_impl)
 
 # a 3x3 convolution, compiled, and its optimised HLO printed (YNNPACK takes dense ones from ~16x16x32 up)
 _CONV_HLO = """
@@ -34,15 +37,16 @@ def test_the_flag_is_added_once_and_never_overrides_the_users():
     assert not xla_convolutions({})  # jaxlib's default: convolutions on YNNPACK
 
 
-def test_auto_is_native_on_cpu_only_with_xla_convolutions(monkeypatch):
+def test_auto_is_packed_on_cpu_only_with_xla_convolutions(monkeypatch):
     assert jax.default_backend() == "cpu"
     monkeypatch.setenv("XLA_FLAGS", XLA_CONVOLUTIONS)
-    assert resolve_grouped_impl("auto") == "native"
+    assert resolve_grouped_impl("auto") == "packed"
     monkeypatch.setenv("XLA_FLAGS", f"{YNN_FLAG}=individual_convolution")
     assert resolve_grouped_impl("auto") == "split"
     monkeypatch.delenv("XLA_FLAGS")
     assert resolve_grouped_impl("auto") == "split"
-    assert resolve_grouped_impl("native") == "native" and resolve_grouped_impl("split") == "split"
+    for impl in ("native", "split", "packed"):
+        assert resolve_grouped_impl(impl) == impl
 
 
 def test_the_flag_takes_convolutions_off_ynnpack():
@@ -69,3 +73,32 @@ def test_the_command_line_sets_it_before_jax_starts(monkeypatch):
     with pytest.raises(SystemExit):
         cli.main()
     assert os.environ["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=8", XLA_CONVOLUTIONS]
+
+
+@pytest.mark.parametrize("hw,channels,stride", [((64, 72), 256, 1), ((66, 64), 512, 2), ((96, 96), 256, 2),
+                                                ((40, 40), 256, 1), ((64, 64), 1024, 1)])
+def test_packed_grouped_conv_equals_native(hw, channels, stride):
+    """"packed" (narrow groups merged under block-diagonal kernels) is the native grouped convolution; where it
+    applies is decided by the group width and the input size (layers.pack_factor)."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, *hw, channels)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, channels // 32, channels)), jnp.float32)
+    native, packed = (jax.jit(lambda x, w, i=impl: conv2d(x, w, stride=stride, padding=1, groups=32, grouped_impl=i))
+                      for impl in ("native", "packed"))
+    want = np.asarray(native(x, w))
+    np.testing.assert_allclose(np.asarray(packed(x, w)), want, rtol=0, atol=1e-5 * np.abs(want).max())
+    expect = 1 if channels // 32 >= PACK_CHANNELS or hw[0] * hw[1] < PACK_MIN_PIXELS else PACK_CHANNELS * 32 // channels
+    assert pack_factor(x.shape, w.shape, 32) == expect
+    groups_in_hlo = re.findall(r"feature_group_count\s*=\s*(\d+)", packed.lower(x, w).as_text())
+    assert groups_in_hlo == ([str(32 // expect)] if expect > 1 else ["32"])
+
+
+def test_block_diagonal_kernel_holds_each_group_on_its_block():
+    w = jnp.arange(1, 1 + 3 * 3 * 2 * 8, dtype=jnp.float32).reshape(3, 3, 2, 8)   # 4 groups, 2 in / 2 out each
+    packed = np.asarray(block_diagonal_groups(w, groups=4, pack=2))                 # 2 groups of 4 in / 4 out
+    assert packed.shape == (3, 3, 4, 8)
+    for o in range(8):
+        block = (o // 2) % 2
+        rows = slice(2 * block, 2 * block + 2)
+        np.testing.assert_array_equal(packed[:, :, rows, o], np.asarray(w[:, :, :, o]))
+        assert not packed[:, :, [i for i in range(4) if i // 2 != block], o].any()

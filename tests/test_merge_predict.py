@@ -31,28 +31,28 @@ def small_image(golden):
 
 
 @pytest.fixture(scope="module")
-def r0_run(native, small_image):
-    return boost(native, small_image, BoostConfig(mode="r0", max_batch=1), keep_intermediates=True)
+def r0_run(auto_models, small_image):
+    return boost(auto_models, small_image, BoostConfig(mode="r0", max_batch=1), keep_intermediates=True)
 
 
-def test_merge_of_the_pipelines_own_estimates_is_its_double_estimate(native, r0_run):
+def test_merge_of_the_pipelines_own_estimates_is_its_double_estimate(auto_models, r0_run):
     low = r0_run.intermediates["whole_single_low"]
     high = r0_run.intermediates["whole_single_high"]
     assert low.shape == high.shape == r0_run.depth.shape
-    got = merge_estimates(native, low, high)
+    got = merge_estimates(auto_models, low, high)
     assert got.shape == r0_run.depth.shape and got.dtype == np.float32
     np.testing.assert_array_equal(got, r0_run.depth)
     # the merge net min-maxes its inputs itself (SPEC 4.3): scale and shift change nothing beyond float noise
-    scaled = merge_estimates(native, 10 * low + 3, 0.5 * high - 1)
+    scaled = merge_estimates(auto_models, 10 * low + 3, 0.5 * high - 1)
     np.testing.assert_allclose(scaled, r0_run.depth, atol=1e-4 * np.ptp(r0_run.depth))
     # depth=True inverts: a depth map 1/d gives the inverse-depth map d back
-    inv = merge_estimates(native, 1 / (low + 0.5), 1 / (high + 0.5), depth=True)
-    np.testing.assert_allclose(inv, merge_estimates(native, low + 0.5, high + 0.5), atol=1e-4)
+    inv = merge_estimates(auto_models, 1 / (low + 0.5), 1 / (high + 0.5), depth=True)
+    np.testing.assert_allclose(inv, merge_estimates(auto_models, low + 0.5, high + 0.5), atol=1e-4)
     # polarity matters: a flipped map is not the same merge
-    assert np.abs(merge_estimates(native, -low, -high) - r0_run.depth).max() > 1e-2
+    assert np.abs(merge_estimates(auto_models, -low, -high) - r0_run.depth).max() > 1e-2
 
 
-def test_merge_refuses_bad_maps(native, r0_run):
+def test_merge_refuses_bad_maps(auto_models, r0_run):
     low = r0_run.intermediates["whole_single_low"]
     nan = low.copy()
     nan[3, 4] = np.nan
@@ -61,7 +61,7 @@ def test_merge_refuses_bad_maps(native, r0_run):
            "aspect ratios": (low, low[:, :80]), "takes depth > 0": (low, low)}
     for what, (a, b) in bad.items():
         with pytest.raises(EstimateError, match=re.escape(what)):
-            merge_estimates(native, a, b, depth=what == "takes depth > 0")
+            merge_estimates(auto_models, a, b, depth=what == "takes depth > 0")
 
 
 def _invoke(*args):
@@ -130,12 +130,12 @@ def test_bad_inputs_fail_before_jax_loads(weights_dir, tmp_path):
 
 # --- hrjax predict / hrjax.predict --------------------------------------------------------------------------
 
-def test_predict_midas_is_the_references_single_estimate(native, small_image, r0_run):
+def test_predict_midas_is_the_references_single_estimate(auto_models, small_image, r0_run):
     """MiDaS's plain pass is the reference's estimatemidas at 384 (SPEC 3.2), which the pipeline's whole-image
     low pass also is (checked there against the goldens); two code paths, the same map."""
     import hrjax
 
-    got = hrjax.predict(native, small_image)
+    got = hrjax.predict(auto_models, small_image)
     want = r0_run.intermediates["whole_single_low"]
     assert got.shape == small_image.shape[:2] and got.dtype == np.float32
     np.testing.assert_allclose(got, want, atol=1e-5)

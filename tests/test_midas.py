@@ -47,9 +47,11 @@ def test_key_table_matches_manifest(golden):
     assert sum(np.prod(s) for s in rows.values()) == 105_565_929 - 104  # all but num_batches_tracked
 
 
-# Each input and each formulation is checked in the default run (the split one, CPU's default, also runs in every
-# pipeline golden); the other two pairs add ~1 min of compiling for no new code path and are marked heavy.
-@pytest.mark.parametrize("hw,grouped_impl", [("256x320", "split"), ("384x384", "native"),
+# Each input is checked in the default run, with the split formulation and with packed (CPU's default, which
+# also runs in every pipeline golden and calls the native one on its wide groups); the other pairs add ~1 min of
+# compiling for no new code path and are marked heavy.
+@pytest.mark.parametrize("hw,grouped_impl", [("256x320", "split"), ("384x384", "packed"),
+                                             pytest.param("384x384", "native", marks=pytest.mark.heavy),
                                              pytest.param("256x320", "native", marks=pytest.mark.heavy),
                                              pytest.param("384x384", "split", marks=pytest.mark.heavy)])
 def test_parity_with_reference(golden, midas_state, features_fn, hw, grouped_impl):

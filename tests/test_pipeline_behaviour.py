@@ -130,7 +130,7 @@ def test_sharding_over_8_devices_does_not_change_the_result(models, small_scene)
     import jax
     assert len(jax.devices()) == 8
     cfg = BoostConfig(mode="final", max_res=800, receptive_field=128, max_batch=8)
-    models = models.configured(grouped_impl="native")
+    models = models.configured(grouped_impl="packed")
     one = boost(models, small_scene, cfg)
     assert one.plan.n_patches >= 2
     sharded = boost(models.on_mesh(batching.data_mesh()), small_scene, cfg)
@@ -138,27 +138,27 @@ def test_sharding_over_8_devices_does_not_change_the_result(models, small_scene)
     np.testing.assert_allclose(one.depth, sharded.depth, rtol=0, atol=2e-6)
 
 
-def test_tiny_image_does_not_crash(native):
+def test_tiny_image_does_not_crash(auto_models):
     # The reference's R search has an empty loop for a long side <= 138 (SPEC 2, Q8): R falls back to 384.
     img = np.random.default_rng(0).random((48, 64, 3))
-    res = boost(native, img, BoostConfig(mode="final", max_res=600))
+    res = boost(auto_models, img, BoostConfig(mode="final", max_res=600))
     assert res.plan.R == 384 and res.plan.K == 0.0 and math.isclose(res.plan.factor, 0.2)
     _check_depth(res.depth, (48, 64))
 
 
-def test_extreme_aspect_ratio(native):
+def test_extreme_aspect_ratio(auto_models):
     # MiDaS would round the short side to 0 (quirk Q9); hrjax keeps one 32-pixel row.
     img = np.random.default_rng(1).random((40, 2000, 3))
-    res = boost(native, img, BoostConfig(mode="r20"))
+    res = boost(auto_models, img, BoostConfig(mode="r20"))
     assert tuple(res.call_log()["midas_call_shapes"][0]) == (1, 3, 32, 384)
     _check_depth(res.depth, (40, 2000))
 
 
-def test_constant_image_gives_finite_map(native):
+def test_constant_image_gives_finite_map(auto_models):
     img = np.full((96, 128, 3), 0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        res = boost(native, img, BoostConfig(mode="final"))
+        res = boost(auto_models, img, BoostConfig(mode="final"))
     assert res.plan.n_patches == 0
     _check_depth(res.depth, (96, 128))
 

@@ -159,7 +159,7 @@ def test_full_size_generator_export_loads_and_boosts(tmp_path, weights_dir):
     assert loaded.keys() == params.keys() and all(np.array_equal(loaded[k], params[k]) for k in params)
     shutil.copytree(weights_dir / "midas_v21", wd / "midas_v21")
     img = np.random.default_rng(0).random((48, 64, 3))
-    # the default grouped conv, as the session's pipeline tests (conftest.native): programs compiled already
+    # the default grouped conv, as the session's pipeline tests (conftest.auto_models): programs compiled already
     res = boost(load_models(wd), img, BoostConfig(mode="r0"))
     assert res.depth.shape == (48, 64) and np.isfinite(res.depth).all()
     assert res.depth.std() > 0

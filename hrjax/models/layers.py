@@ -72,9 +72,39 @@ def resolve_grouped_impl(impl: str) -> str:
     if impl not in GROUPED_IMPLS:
         raise ValueError(f"grouped_impl must be one of {GROUPED_IMPLS}, got {impl!r}")
     if impl == "auto":
-        # on CPU "native" only when XLA, not YNNPACK, runs the convolutions (hrjax.cpu_backend's measurements)
-        return "split" if jax.default_backend() == "cpu" and not xla_convolutions() else "native"
+        # on CPU: "packed" when XLA, not YNNPACK, runs the convolutions (hrjax.cpu_backend's measurements)
+        if jax.default_backend() != "cpu":
+            return "native"
+        return "packed" if xla_convolutions() else "split"
     return impl
+
+
+# "packed" (hrjax.models.precision): narrower groups are merged into groups of this many input channels, on
+# inputs of at least PACK_MIN_PIXELS pixels (below that XLA:CPU's grouped convolution is as fast either way)
+PACK_CHANNELS = 32
+PACK_MIN_PIXELS = 64 * 64
+
+
+def pack_factor(x_shape: tuple[int, ...], w_shape: tuple[int, ...], groups: int) -> int:
+    """How many neighbouring groups "packed" merges into one for this convolution (1: none)."""
+    cin = w_shape[2]
+    if groups == 1 or cin >= PACK_CHANNELS or x_shape[1] * x_shape[2] < PACK_MIN_PIXELS:
+        return 1
+    p = PACK_CHANNELS // cin
+    while groups % p:  # a factor of the group count (32 groups of 8 or 16 channels: 4 or 2)
+        p -= 1
+    return p
+
+
+def block_diagonal_groups(w: jax.Array, groups: int, pack: int) -> jax.Array:
+    """The HWIO kernel of a ``groups``-group convolution as one of ``groups // pack`` groups: each new group's
+    kernel holds its ``pack`` original kernels on the diagonal and exact zeros elsewhere."""
+    kh, kw, cin, cout = w.shape
+    cout_g = cout // groups
+    tiled = jnp.tile(w, (1, 1, pack, 1))                         # input channel i of a new group: old i % cin
+    block_in = jnp.arange(pack * cin) // cin                     # which original group an input channel is
+    block_out = (jnp.arange(cout) // cout_g) % pack              # ... and an output channel
+    return jnp.where(block_in[:, None] == block_out[None, :], tiled, jnp.zeros((), w.dtype))
 
 
 def conv2d(x: jax.Array, w: jax.Array, *, stride: int, padding: int, groups: int = 1,
@@ -85,7 +115,11 @@ def conv2d(x: jax.Array, w: jax.Array, *, stride: int, padding: int, groups: int
         return lax_conv(xs, ws, precision=precision, window_strides=(stride, stride),
                         padding=((padding, padding), (padding, padding)), feature_group_count=feature_groups)
 
-    if groups == 1 or resolve_grouped_impl(grouped_impl) == "native":
+    impl = "native" if groups == 1 else resolve_grouped_impl(grouped_impl)
+    if impl == "packed":
+        pack = pack_factor(x.shape, w.shape, groups)
+        return conv(x, block_diagonal_groups(w, groups, pack) if pack > 1 else w, groups // pack)
+    if impl == "native":
         return conv(x, w, groups)
     cin, cout = w.shape[2], w.shape[3] // groups
     return jnp.concatenate([conv(x[..., g * cin:(g + 1) * cin], w[..., g * cout:(g + 1) * cout], 1)

@@ -15,5 +15,13 @@ PRECISIONS = ("float32", "tf32", "bfloat16")
 #   compile time. Under YNNPACK (jaxlib's CPU default) it runs 1.3-1.9x slower than "split" on MiDaS.
 # - "split": one dense convolution per group on a channel slice, concatenated: the fastest on CPU under
 #   YNNPACK, but 32 convolutions per layer to compile (~20 s per MiDaS input shape on 2 cores).
-# - "auto": "native", except on a CPU whose convolutions run on YNNPACK ("split"); decided when traced.
-GROUPED_IMPLS = ("auto", "native", "split")
+# - "packed": "native" with narrow groups merged: where a group has fewer than 32 channels and the input at least
+#   64^2 pixels, 32 // channels neighbouring groups become one group whose kernel is block-diagonal (zeros
+#   outside the original groups' blocks, so the sums are the same up to order). XLA:CPU's grouped convolution
+#   runs 2-4x slower per FLOP on 8- and 16-channel groups than on 32-channel ones, so doing up to 4x the FLOPs
+#   is faster there: MiDaS's layer1 (8 channels per group) at 96^2 20.5 -> 9.0 ms per convolution, at 192^2
+#   90 -> 42 ms; layer2 (16) at 96^2 41 -> 21 ms (measured 2026-12-07, 2-core Xeon). At 48^2 it gains nothing,
+#   and 32-channel groups (layer3, layer4) are faster as they are.
+# - "auto": "packed" on a CPU whose convolutions run on XLA's kernels (hrjax.cpu_backend), "split" on one whose
+#   run on YNNPACK, "native" on accelerators; decided when traced.
+GROUPED_IMPLS = ("auto", "native", "split", "packed")

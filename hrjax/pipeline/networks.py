@@ -67,7 +67,7 @@ class Models:
     def configured(self, *, precision: str | None = None, grouped_impl: str | None = None) -> "Models":
         """The same weights with every convolution set to ``precision`` (hrjax.models.layers.PRECISIONS:
         "float32" = parity, "tf32", "bfloat16" = fast) and/or grouped-conv formulation ``grouped_impl``
-        ("auto", "native", "split"). Only the graphdefs change; jitted stages compile once per setting."""
+        ("auto", "native", "split", "packed"). Only the graphdefs change; jitted stages compile once per setting."""
 
         def regraph(graphdef, state):
             return configured_graphdef(graphdef, state, precision=precision, grouped_impl=grouped_impl)
