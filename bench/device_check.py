@@ -213,7 +213,7 @@ def parse_args(argv=None):
                     help="comma-separated subset of the stages (weights always runs)")
     ap.add_argument("--precisions", default="float32,bfloat16,tf32",
                     help=f"for the final stage, float32 (parity) first; of {PRECISIONS}")
-    ap.add_argument("--grouped-impl", default="auto", help="MiDaS grouped convolutions: auto, native or split")
+    ap.add_argument("--grouped-impl", default="auto", help="MiDaS grouped convolutions: auto, native, split or packed")
     ap.add_argument("--repeats", type=int, default=3, help="warm calls per timing (the minimum is kept)")
     ap.add_argument("--budget-s", type=float, default=450.0, help="start no stage after this many seconds")
     args = ap.parse_args(argv)

@@ -29,6 +29,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from hrjax.models.precision import GROUPED_IMPLS  # noqa: E402 (jax-free)
+
 GOLDEN = ROOT.parent / "shared" / "golden"
 
 # Runs argv[1:] and prints the child's peak RSS (GiB) and wall seconds as the last stderr line.
@@ -127,7 +130,7 @@ def main() -> None:
     src.add_argument("--image", type=Path, help="an image file")
     ap.add_argument("--mode", default="final", choices=("r0", "r20", "final"))
     ap.add_argument("--max-res", type=float, default=None, help="the reference's --max_res (default: no cap)")
-    ap.add_argument("--grouped-conv", default="auto", choices=("auto", "native", "split"))
+    ap.add_argument("--grouped-conv", default="auto", choices=GROUPED_IMPLS)
     ap.add_argument("--reference", type=Path, help="official BoostingMonocularDepth checkout")
     ap.add_argument("--reference-python", type=Path, help="a Python with torch for the reference")
     ap.add_argument("--skip-hrjax", action="store_true")
