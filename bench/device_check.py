@@ -44,7 +44,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hrjax.models.precision import PRECISIONS  # noqa: E402
+from hrjax.models.precision import GROUPED_IMPLS, PRECISIONS  # noqa: E402
 
 MIDAS_TOL, MERGE_TOL = 5e-5, 2e-5  # golden README 6: range metric
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -213,7 +213,7 @@ def parse_args(argv=None):
                     help="comma-separated subset of the stages (weights always runs)")
     ap.add_argument("--precisions", default="float32,bfloat16,tf32",
                     help=f"for the final stage, float32 (parity) first; of {PRECISIONS}")
-    ap.add_argument("--grouped-impl", default="auto", help="MiDaS grouped convolutions: auto, native, split or packed")
+    ap.add_argument("--grouped-impl", default="auto", help=f"MiDaS grouped convolutions, of {GROUPED_IMPLS}")
     ap.add_argument("--repeats", type=int, default=3, help="warm calls per timing (the minimum is kept)")
     ap.add_argument("--budget-s", type=float, default=450.0, help="start no stage after this many seconds")
     args = ap.parse_args(argv)
