@@ -31,9 +31,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hrjax.host_memory import limit_malloc_arenas  # noqa: E402
+from hrjax.host_memory import reuse_freed_buffers  # noqa: E402
 
-limit_malloc_arenas()  # before JAX starts its threads: peak RSS is one of the figures
+reuse_freed_buffers()  # the CLI's heap policy, before JAX starts its threads: peak RSS is one of the figures
 from hrjax.cpu_backend import use_xla_convolutions  # noqa: E402
 
 use_xla_convolutions()  # as the CLI does, before JAX starts its CPU backend
@@ -43,11 +43,12 @@ import jax.numpy as jnp  # noqa: E402
 
 from rss import RssSampler  # noqa: E402
 
-from hrjax.host_memory import FreeMemoryReleaser  # noqa: E402
+from hrjax.host_memory import KEEP_FREE_BYTES, FreeMemoryReleaser  # noqa: E402
 from hrjax.pipeline import kernels as device  # noqa: E402
 from hrjax.pipeline.boost import boost  # noqa: E402
 from hrjax.pipeline.config import BoostConfig  # noqa: E402
 from hrjax.pipeline.networks import Models, load_models  # noqa: E402
+from hrjax.run.folder import RELEASE_INTERVAL_S  # noqa: E402
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -262,11 +263,11 @@ def main():
         for name, img in inputs:
             c0, s0 = counter.count, counter.seconds
             with RssSampler() as rss_cold:
-                with FreeMemoryReleaser(2.0):  # as the folder run does (hrjax.run.folder)
+                with FreeMemoryReleaser(RELEASE_INTERVAL_S, KEEP_FREE_BYTES):  # as the folder run does
                     cold = boost(models, img, cfg, progress=rss_cold.progress)
             c1, s1 = counter.count, counter.seconds
             with RssSampler() as rss_warm:
-                with FreeMemoryReleaser(2.0):
+                with FreeMemoryReleaser(RELEASE_INTERVAL_S, KEEP_FREE_BYTES):
                     warm = cold if a.cold_only else boost(models, img, cfg, progress=rss_warm.progress)
             recompiles = counter.count - c1 if not a.cold_only else None
             fl = network_flops(models, warm.net_shapes, warm.merge_calls)

@@ -682,8 +682,8 @@ _register_subcommands()
 
 def main():
     from hrjax.cpu_backend import use_xla_convolutions
-    from hrjax.host_memory import limit_malloc_arenas
-    limit_malloc_arenas()  # before JAX starts its threads (see hrjax.host_memory)
+    from hrjax.host_memory import reuse_freed_buffers
+    reuse_freed_buffers()  # before JAX starts its threads (see hrjax.host_memory)
     use_xla_convolutions()  # before JAX starts its CPU backend (see hrjax.cpu_backend)
     app()
 

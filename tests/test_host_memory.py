@@ -1,14 +1,18 @@
-"""Host memory hygiene (hrjax.host_memory): free heap pages really go back to the OS, the releaser thread
-starts and stops, and loaded weights live on the device (numpy weights were copied anew by every queued call)."""
+"""Host memory hygiene (hrjax.host_memory): free heap pages really go back to the OS, freed large buffers are
+reused without new page faults under the CLI's policy, the releaser thread starts, spares the kept free heap and
+stops, and loaded weights live on the device (numpy weights were copied anew by every queued call)."""
 
 import platform
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-from hrjax.host_memory import FreeMemoryReleaser, release_free_memory
+from hrjax.host_memory import FreeMemoryReleaser, free_heap_bytes, release_free_memory
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -58,6 +62,86 @@ def test_releaser_thread_runs_and_stops(monkeypatch):
     assert len(calls) == n, "the thread kept running after the block"
     with FreeMemoryReleaser(0) as off:
         assert off._thread is None
+
+
+# Touches a freed 64 MB block's size again and prints the page faults of that second touch. Above glibc's
+# largest mmap threshold (32 MB) such a block is mapped afresh by default, so every page faults again.
+SECOND_TOUCH = """
+import ctypes, resource, sys
+from hrjax.host_memory import reuse_freed_buffers
+if sys.argv[1] == "reuse":
+    assert reuse_freed_buffers()
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+n = 64 << 20
+def touch():
+    p = libc.malloc(n)
+    ctypes.memset(p, 1, n)
+    return p
+libc.free(touch())
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+libc.free(touch())
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_reuse_freed_buffers_spares_the_page_faults_of_a_large_buffer():
+    """Each in a fresh process (the setting is the process's). 16384 pages of 4 KB: the default faults on most of
+    them again; with the CLI's policy the block comes back from the heap, already mapped."""
+    root = Path(__file__).resolve().parents[1]
+
+    def faults(mode: str) -> int:
+        p = subprocess.run([sys.executable, "-c", SECOND_TOUCH, mode], capture_output=True, text=True, cwd=root,
+                           timeout=120)
+        assert p.returncode == 0, p.stderr
+        return int(p.stdout.split()[-1])
+
+    default, reused = faults("default"), faults("reuse")
+    assert default > 8192, default
+    assert reused < 1024, reused
+
+
+def test_glibc_settings_made_through_the_environment_are_kept(monkeypatch):
+    import hrjax.host_memory as hm
+
+    calls = []
+    monkeypatch.setattr(hm, "_MALLOPT", lambda param, value: calls.append((param, value)) or 1)
+    monkeypatch.setenv("MALLOC_MMAP_MAX_", "65536")
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    assert hm.reuse_freed_buffers(keep_free_bytes=123)
+    assert calls == [(hm.M_ARENA_MAX, 1), (hm.M_TRIM_THRESHOLD, 123)]  # no M_MMAP_MAX: the user's stands
+
+
+def test_releaser_spares_the_kept_free_heap(monkeypatch):
+    """With ``keep_free_bytes`` the thread gives pages back only while more than that is free."""
+    import threading
+
+    import hrjax.host_memory as hm
+
+    if not GLIBC:
+        pytest.skip("no releaser thread without glibc's malloc_trim")
+    assert isinstance(free_heap_bytes(), int)  # glibc >= 2.33's mallinfo2
+    free, looked, released = [100], threading.Event(), []
+    looks = []
+
+    def fake_free():
+        looks.append(free[0])
+        if len(looks) >= 3:
+            looked.set()
+        return free[0]
+
+    monkeypatch.setattr(hm, "free_heap_bytes", fake_free)
+    monkeypatch.setattr(hm, "release_free_memory", lambda: released.append(free[0]) or True)
+    with FreeMemoryReleaser(0.01, keep_free_bytes=1000):
+        assert looked.wait(60), "the thread never looked at the free heap"
+        assert released == []  # 100 of 1000 free: kept
+        free[0] = 5000
+        deadline = time.monotonic() + 60
+        while not released and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert released and released[0] == 5000
 
 
 def test_loaded_weights_are_device_arrays(models):

@@ -50,8 +50,8 @@ def summarize(records: list[ImageRecord]) -> dict[str, int]:
 
 
 Progress = Callable[[str, int, int], None]
-# How often free heap pages go back to the OS during a run (hrjax.host_memory); every 0.5 s cost no measurable
-# time either (the machine's noise is ~10 %).
+# How often the run looks at the free heap (hrjax.host_memory): beyond KEEP_FREE_BYTES free, those pages go back
+# to the OS; below, they stay for the next call's buffers (every image gives them back at its end).
 RELEASE_INTERVAL_S = 2.0
 
 
@@ -199,15 +199,16 @@ def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: 
 
     import contextlib
 
-    from hrjax.host_memory import FreeMemoryReleaser
+    from hrjax.host_memory import KEEP_FREE_BYTES, FreeMemoryReleaser, release_free_memory
 
     ctx = contextlib.ExitStack()
     if dev is not None:
         import jax
         ctx.enter_context(jax.default_device(dev))
     # free heap pages go back to the OS while images are processed (XLA:CPU's buffer churn fragments glibc's
-    # heap, hrjax.host_memory): a policy of the application, so it is the run's, not the library call's
-    ctx.enter_context(FreeMemoryReleaser(RELEASE_INTERVAL_S))
+    # heap, hrjax.host_memory) once more than KEEP_FREE_BYTES are free, and all of them after each image: a
+    # policy of the application, so it is the run's, not the library call's
+    ctx.enter_context(FreeMemoryReleaser(RELEASE_INTERVAL_S, KEEP_FREE_BYTES))
     with ctx:
         for i, (job, todo) in enumerate(zip(jobs, pending)):
             reporter.start(i, job)
@@ -217,6 +218,8 @@ def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: 
             else:
                 rec = ImageRecord(input=str(job.source), key=job.key, status="skipped",
                                   outputs=[str(p) for p in output_paths(opts, job).values()])
+            if todo:
+                release_free_memory()
             records.append(rec)
             reporter.finish(rec)
             if emit is not None:

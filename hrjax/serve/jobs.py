@@ -210,7 +210,7 @@ class JobQueue:
 
     def _run(self, job: JobState, est) -> None:
         from hrjax.bases import get_base
-        from hrjax.host_memory import FreeMemoryReleaser
+        from hrjax.host_memory import KEEP_FREE_BYTES, FreeMemoryReleaser
         from hrjax.pipeline.config import BoostConfig
         from hrjax.run.folder import RELEASE_INTERVAL_S, process_image
         from hrjax.run.inputs import Job
@@ -239,7 +239,7 @@ class JobQueue:
             if self._device is not None:
                 import jax
                 ctx.enter_context(jax.default_device(self._device))
-            ctx.enter_context(FreeMemoryReleaser(RELEASE_INTERVAL_S))
+            ctx.enter_context(FreeMemoryReleaser(RELEASE_INTERVAL_S, KEEP_FREE_BYTES))  # and all at its end
             rec = process_image(models, run_job, config, opts, progress=progress, on_plan=on_plan)
         if rec.status != "done":
             self._update(job, status="failed", error=rec.error, eta_s=None, wall_s=time.perf_counter() - t0)
