@@ -5,7 +5,8 @@ in one arena is not reused by another, so a Final run's resident set grows with 
 lunch_640 Final run (15 patches): peak RSS 10.9 GB with glibc's default (8 arenas per core), 5.7 GB with two
 arenas, at the same speed. ``limit_malloc_arenas`` sets that limit from inside the process (``mallopt``), which
 covers the arenas of threads started afterwards, i.e. every JAX thread when it runs before JAX initialises its
-backend. The CLI and the benchmarks call it first; library users can do the same, or set MALLOC_ARENA_MAX=2.
+backend. The CLI and the benchmarks call it first (in :func:`reuse_freed_buffers`); library users can do the
+same, or set MALLOC_ARENA_MAX=2.
 
 Even with two arenas the heap fragments: XLA:CPU allocates and frees its per-call buffers (up to glibc's 32 MB
 mmap threshold they come from the heap) in an order that leaves most of a grown heap free but not returned.
@@ -18,12 +19,12 @@ calling it every few seconds, so the resident set tracks the live data (a proces
 The larger buffers (above 32 MB: MiDaS's activations at 768^2, the merge net's at 1024^2) glibc maps afresh
 for every call and unmaps on free, so the kernel zeroes them again page by page: an 800x450 Final run took
 ~9 M minor page faults and 16-20 s of system time on 2 cores. :func:`reuse_freed_buffers` (the CLI's policy)
-keeps them: one arena (a thread's arena still maps whatever does not fit its 64 MB heaps), no mmap, freed
-heap kept up to 1 GiB at its top; the folder run then gives free pages back between images, and during one only
-once more than that much is free. Measured with the CLI, alternated, warm cache (800x450 / 2000x1500 Final,
-max_res 2400): 1.3-1.5 / 1.8-2.2 M faults instead of 9.2-9.8 / 8.9 M, system time 4 / 5 s instead of 17-19 s,
-wall 128.8-130.8 / 138.6-140.3 s instead of 137.1-138.9 / 142.8-147.1 s, peak RSS 2.9-3.0 / 3.2-3.7 GB instead
-of 2.2 / 2.8-2.9 GB (the reference's: 3.3-3.4 / 4.7 GB).
+keeps them: no mmap, freed heap kept up to 1 GiB at its top (and the two arenas above); the folder run then
+gives free pages back between images, and during one only once more than that much is free. Measured with the
+CLI, alternated, warm cache, 800x450 Final, max_res 2400: 1.1-1.4 M faults instead of 9.2-10.3 M, system time
+3.5-3.7 s instead of 17-19 s, wall 132.1 / 132.2 s instead of 139.9 / 140.9 s, peak RSS 3.1-3.2 GB instead of
+2.1-2.2 GB (the reference's: 3.3-3.4 GB). One arena instead of two kept even the thread arena's largest buffers
+(which it still maps when they do not fit its 64 MB heaps) but made compiling 14-27 % slower (lock contention).
 """
 
 from __future__ import annotations
@@ -79,14 +80,14 @@ def _mallopt(env_name: str, param: int, value: int) -> bool:
 
 
 def reuse_freed_buffers(keep_free_bytes: int = KEEP_FREE_BYTES) -> bool:
-    """Keep freed buffers in the heap for the next call instead of unmapping them (module docstring): one malloc
-    arena, no mmap, trim the heap's top only beyond ``keep_free_bytes``. Each setting the user made through
-    glibc's environment variables (MALLOC_ARENA_MAX, MALLOC_MMAP_MAX_, MALLOC_TRIM_THRESHOLD_) is kept. Call it
-    before JAX starts its threads; False where not glibc.
+    """Keep freed buffers in the heap for the next call instead of unmapping them (module docstring): two malloc
+    arenas (:func:`limit_malloc_arenas`), no mmap, trim the heap's top only beyond ``keep_free_bytes``. Each
+    setting the user made through glibc's environment variables (MALLOC_ARENA_MAX, MALLOC_MMAP_MAX_,
+    MALLOC_TRIM_THRESHOLD_) is kept. Call it before JAX starts its threads; False where not glibc.
 
     Pair it with a :class:`FreeMemoryReleaser` given the same ``keep_free_bytes`` (and a release between
     images): trimming every few seconds regardless would return the kept buffers (measured 7 % slower)."""
-    ok = _mallopt("MALLOC_ARENA_MAX", M_ARENA_MAX, 1)
+    ok = limit_malloc_arenas()
     ok = _mallopt("MALLOC_MMAP_MAX_", M_MMAP_MAX, 0) and ok
     return _mallopt("MALLOC_TRIM_THRESHOLD_", M_TRIM_THRESHOLD, keep_free_bytes) and ok
 
