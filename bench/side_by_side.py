@@ -1,8 +1,8 @@
-"""hrjax next to the official reference, same image, same synthetic weights, one run. Not a test.
+"""hrjax next to the official reference, same image, same synthetic weights. Not a test.
 
     python bench/side_by_side.py (--generated 800x450 | --photo 2000x1500 | --image PATH) [--mode final]
                                  [--max-res 2400] [--reference CHECKOUT --reference-python PY]
-                                 [--grouped-conv auto] [--json OUT]
+                                 [--grouped-conv auto] [--repeats 1] [--json OUT]
 
 Both tools run as fresh processes, one after the other, on the same 8-bit PNG:
 - hrjax: ``cli.py boost`` twice with one new compilation cache folder, first empty (cold), then warm; the
@@ -13,6 +13,12 @@ Both tools run as fresh processes, one after the other, on the same 8-bit PNG:
 Printed: the stage table (whole process, whole-image double estimate, patch low / high passes, merges, peak
 RSS), hrjax/reference ratios, and whether the written 16-bit maps agree (max LSB difference). Peak RSS is each
 process's own ``ru_maxrss`` (a wrapper process per run).
+
+``--repeats N`` runs the trio (hrjax cold with a new empty cache, hrjax warm, the reference) N times in turn, so
+a slow spell of the machine touches all three alike; the table then gives each cell's median over the N runs
+(the ratios are ratios of medians), and a line per run gives that run's own process-time ratios. On a shared
+2-core instance one run's ratio moves by several percent (the reference alone took 149-167 s for the same
+800x450 image on one day), so a single run says little about a 10 % margin.
 """
 
 from __future__ import annotations
@@ -105,6 +111,28 @@ def max_lsb(a_png: str | None, b_png: str | None) -> int | None:
     return int(np.abs(a - b).max()) if a.shape == b.shape else None
 
 
+def median_run(runs: list[dict]) -> dict:
+    """One run's record whose numbers are the medians over ``runs`` (other fields from the first run)."""
+    out = dict(runs[0])
+    for k, v in runs[0].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = float(np.median([r[k] for r in runs]))
+    return out
+
+
+def repeat_lines(repeats: dict[str, list[dict]]) -> list[str]:
+    """Each run's whole-process ratios to the reference of the same repetition."""
+    ref = repeats.get("reference")
+    if not ref or len(ref) < 2:
+        return []
+    lines = []
+    for i, r in enumerate(ref):
+        cells = [f"{n} {repeats[n][i]['process_s']:.1f} s ({repeats[n][i]['process_s'] / r['process_s']:.2f}x)"
+                 for n in repeats if n != "reference" and i < len(repeats[n])]
+        lines.append(f"run {i + 1}: reference {r['process_s']:.1f} s, " + ", ".join(cells))
+    return lines
+
+
 def table(runs: dict[str, dict]) -> list[str]:
     names = list(runs)
     ref = runs.get("reference")
@@ -134,37 +162,52 @@ def main() -> None:
     ap.add_argument("--reference", type=Path, help="official BoostingMonocularDepth checkout")
     ap.add_argument("--reference-python", type=Path, help="a Python with torch for the reference")
     ap.add_argument("--skip-hrjax", action="store_true")
+    ap.add_argument("--repeats", type=int, default=1, help="run the trio (cold, warm, reference) N times; "
+                    "the table gives medians")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     if bool(a.reference) != bool(a.reference_python):
         ap.error("--reference and --reference-python go together")
+    if a.repeats < 1:
+        ap.error("--repeats must be at least 1")
 
     sys.path.insert(0, str(ROOT / "bench"))
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "mode": a.mode,
-              "max_res": a.max_res, "grouped_conv": a.grouped_conv, "runs": {}}
+              "max_res": a.max_res, "grouped_conv": a.grouped_conv, "repeats": a.repeats, "runs": {}}
     with tempfile.TemporaryDirectory(prefix="hrjax-side-by-side-") as tmp_:
         tmp = Path(tmp_)
         image = write_input(a, tmp)
         report["image"] = str(image)
-        runs = report["runs"]
+        repeats: dict[str, list[dict]] = {}
+        weights = None
         if not a.skip_hrjax:
             from hrjax.convert.synthetic import synthetic_store
 
             weights = synthetic_store(GOLDEN, tmp / "weights")
-            cache = tmp / "jax-cache"
-            for name in ("hrjax cold", "hrjax warm"):
-                print(f"running {name} ...", file=sys.stderr, flush=True)
-                runs[name] = hrjax_run(image, tmp / name.replace(" ", "_"), weights, cache, a)
-        if a.reference:
-            print("running the reference ...", file=sys.stderr, flush=True)
-            runs["reference"] = reference_run(image, tmp / "reference.json", a)
+        for i in range(a.repeats):
+            tag = f" ({i + 1}/{a.repeats})" if a.repeats > 1 else ""
+            run_dir = tmp / f"run{i + 1}"
+            if weights is not None:
+                cache = run_dir / "jax-cache"  # empty for each repetition's cold run
+                for name in ("hrjax cold", "hrjax warm"):
+                    print(f"running {name}{tag} ...", file=sys.stderr, flush=True)
+                    repeats.setdefault(name, []).append(
+                        hrjax_run(image, run_dir / name.replace(" ", "_"), weights, cache, a))
+            if a.reference:
+                print(f"running the reference{tag} ...", file=sys.stderr, flush=True)
+                run_dir.mkdir(parents=True, exist_ok=True)
+                repeats.setdefault("reference", []).append(reference_run(image, run_dir / "reference.json", a))
+        runs = report["runs"] = {n: median_run(rs) for n, rs in repeats.items()}
+        if a.repeats > 1:
+            report["each_run"] = repeats
+        what = f", median of {a.repeats} runs each" if a.repeats > 1 else ""
         lines = [f"{image.name}, mode {a.mode}, max_res {a.max_res or 'none'}, grouped conv {a.grouped_conv}, "
-                 f"{os.cpu_count()} CPUs"] + table(runs)
-        if "hrjax warm" in runs and "reference" in runs:
-            ref_png = runs["reference"].get("png")
-            lsb = max_lsb(runs["hrjax warm"]["png"], ref_png)
-            report["max_lsb_vs_reference"] = lsb
-            lines.append(f"written 16-bit maps, max difference: {lsb if lsb is not None else 'not compared'} LSB")
+                 f"{os.cpu_count()} CPUs{what}"] + table(runs) + repeat_lines(repeats)
+        if "hrjax warm" in repeats and "reference" in repeats:
+            lsb = [max_lsb(w["png"], r.get("png")) for w, r in zip(repeats["hrjax warm"], repeats["reference"])]
+            worst = None if None in lsb else max(lsb)
+            report["max_lsb_vs_reference"] = worst
+            lines.append(f"written 16-bit maps, max difference: {worst if worst is not None else 'not compared'} LSB")
         print("\n".join(lines))
     if a.json:
         a.json.write_text(json.dumps(report, indent=1))

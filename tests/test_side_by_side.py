@@ -77,3 +77,17 @@ def test_table_gives_ratios_to_the_reference(side_by_side):
     assert "| whole image (2 passes + 1 merge) | 5.0 s (1.25x) | 4.0 s |" in text
     assert "| peak RSS (GB) | 1.50 (0.75x) | 2.00 |" in text
     assert "| patch low passes | - | - |" in text
+
+
+def test_repeats_give_medians_and_each_runs_own_ratio(side_by_side):
+    warm = [{"process_s": s, "whole": w, "n_patches": 18, "png": f"w{i}.png"}
+            for i, (s, w) in enumerate([(130.0, 9.0), (140.0, 9.5), (120.0, 8.0)])]
+    ref = [{"process_s": s, "png": f"r{i}.png"} for i, s in enumerate([150.0, 160.0, 140.0])]
+    med = side_by_side.median_run(warm)
+    assert med["process_s"] == 130.0 and med["whole"] == 9.0 and med["n_patches"] == 18
+    assert med["png"] == "w0.png"   # non-numbers come from the first run
+    lines = side_by_side.repeat_lines({"hrjax warm": warm, "reference": ref})
+    assert lines == ["run 1: reference 150.0 s, hrjax warm 130.0 s (0.87x)",
+                     "run 2: reference 160.0 s, hrjax warm 140.0 s (0.88x)",
+                     "run 3: reference 140.0 s, hrjax warm 120.0 s (0.86x)"]
+    assert side_by_side.repeat_lines({"hrjax warm": warm[:1], "reference": ref[:1]}) == []  # one run: the table
