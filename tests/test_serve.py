@@ -98,6 +98,15 @@ def test_options_and_names():
     assert is_loopback("127.0.0.1") and is_loopback("::1") and not is_loopback("0.0.0.0")
 
 
+def test_serve_command_offers_and_checks_every_grouped_conv_formulation(tmp_path):
+    from hrjax.models.precision import GROUPED_IMPLS
+
+    help_text = " ".join(CliRunner().invoke(cli.app, ["serve", "--help"], env={"COLUMNS": "200"}).output.split())
+    assert f"{', '.join(GROUPED_IMPLS)}: as" in help_text   # "packed" too (the help once said auto, native, split)
+    r = CliRunner().invoke(cli.app, ["serve", "--grouped-conv", "fast", "--weights-dir", str(tmp_path)])
+    assert r.exit_code == 2 and "--grouped-conv must be one of auto, native, split, packed" in " ".join(r.output.split())
+
+
 def test_serve_boosts_like_the_cli_and_refuses_bad_uploads(server, golden, small_weights_dir, tmp_path):
     status, body = request(f"{server}/")
     assert status == 200 and b"<title>hrjax" in body

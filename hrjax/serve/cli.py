@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from hrjax.io import DEFAULT_MAX_PIXELS
+from hrjax.models.precision import GROUPED_IMPLS  # jax-free
 
 
 def offered_models(weights_dir: Path, merge_weights_dir: Path | None) -> tuple[str, ...]:
@@ -54,7 +55,7 @@ def register(app: typer.Typer) -> None:
         ply_far: float = typer.Option(10.0, "--ply-far", help="Point clouds: depth of the farthest value"),
         ply_stride: int = typer.Option(1, "--ply-stride", min=1, help="Point clouds: every N-th pixel"),
         grouped_conv: str = typer.Option("auto", "--grouped-conv", envvar="HRJAX_GROUPED_CONV",
-                                         help="auto, native or split: as `hrjax boost --grouped-conv`"),
+                                         help=f"{', '.join(GROUPED_IMPLS)}: as `hrjax boost --grouped-conv`"),
     ):
         """A local web page: upload images, pick the base network, mode, max res and precision, watch the
         progress, compare the plain and boosted estimates, download 16-bit PNG, npy and PLY. One job at a time."""
@@ -77,7 +78,6 @@ def register(app: typer.Typer) -> None:
             raise usage(f"--device must be cpu, gpu or tpu, got {device!r}")
         if no_cache and cache_dir is not None:
             raise usage("--cache-dir and --no-cache exclude each other")
-        from hrjax.models.precision import GROUPED_IMPLS
         if grouped_conv not in GROUPED_IMPLS:
             raise usage(f"--grouped-conv must be one of {', '.join(GROUPED_IMPLS)}, got {grouped_conv!r}")
         try:
