@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from enum import Enum
 from typing import Optional
 
 import typer
@@ -14,11 +13,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from hrjax.bases import BASES, DEFAULT_BASE
+from hrjax.bases import DEFAULT_BASE
+from hrjax.cli_choices import BaseModel, GroupedConv, Mode, OutputResolution, Platform, Precision
 from hrjax.console import print_table
 from hrjax.io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
-from hrjax.models.precision import GROUPED_IMPLS, PRECISIONS
-from hrjax.pipeline.config import MODES, OUTPUT_RESOLUTIONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="High-resolution monocular depth in JAX (Boosting Monocular Depth, CVPR 2021).")
@@ -189,19 +187,6 @@ def info(weights_dir: Optional[Path] = WeightsDir):
     out.print(f"weights dir {wd}: {', '.join(i.model for i in installed) or 'none installed'}", markup=False)
     from hrjax.compile_cache import cache_dir
     out.print(f"compilation cache: {cache_dir()}", markup=False)
-
-
-def _choices(name: str, values) -> type[Enum]:
-    """A Typer choice type whose values are the library's own tuple (one definition of each option's values)."""
-    return Enum(name, {v: v for v in values}, type=str)
-
-
-Mode = _choices("Mode", MODES)
-OutputResolution = _choices("OutputResolution", OUTPUT_RESOLUTIONS)
-BaseModel = _choices("BaseModel", tuple(BASES))
-Platform = _choices("Platform", ("cpu", "gpu", "tpu"))
-Precision = _choices("Precision", PRECISIONS)
-GroupedConv = _choices("GroupedConv", GROUPED_IMPLS)
 
 
 BOOST_HELP = ("Estimate high-resolution depth for images and folders of images (Boosting Monocular Depth).\n\n"

@@ -98,13 +98,15 @@ def test_options_and_names():
     assert is_loopback("127.0.0.1") and is_loopback("::1") and not is_loopback("0.0.0.0")
 
 
-def test_serve_command_offers_and_checks_every_grouped_conv_formulation(tmp_path):
+def test_serve_command_offers_and_checks_its_choices_like_boost(tmp_path):
     from hrjax.models.precision import GROUPED_IMPLS
 
     help_text = " ".join(CliRunner().invoke(cli.app, ["serve", "--help"], env={"COLUMNS": "200"}).output.split())
-    assert f"{', '.join(GROUPED_IMPLS)}: as" in help_text   # "packed" too (the help once said auto, native, split)
-    r = CliRunner().invoke(cli.app, ["serve", "--grouped-conv", "fast", "--weights-dir", str(tmp_path)])
-    assert r.exit_code == 2 and "--grouped-conv must be one of auto, native, split, packed" in " ".join(r.output.split())
+    assert "|".join(GROUPED_IMPLS) in help_text   # "packed" too (the help once said auto, native or split)
+    assert "cpu|gpu|tpu" in help_text
+    for option, bad in (("--grouped-conv", "fast"), ("--device", "quantum")):
+        r = CliRunner().invoke(cli.app, ["serve", option, bad, "--weights-dir", str(tmp_path)])
+        assert r.exit_code == 2 and f"Invalid value for '{option}'" in " ".join(r.output.split()), r.output
 
 
 def test_serve_boosts_like_the_cli_and_refuses_bad_uploads(server, golden, small_weights_dir, tmp_path):

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from hrjax.io import DEFAULT_MAX_PIXELS
-from hrjax.models.precision import GROUPED_IMPLS  # jax-free
+from hrjax.cli_choices import GroupedConv, Platform
 
 
 def offered_models(weights_dir: Path, merge_weights_dir: Path | None) -> tuple[str, ...]:
@@ -46,7 +46,8 @@ def register(app: typer.Typer) -> None:
                                        "(read from the header before decoding)"),
         queue_size: int = typer.Option(8, "--queue", min=1, help="Most jobs waiting or running; more uploads are "
                                        "refused until one finishes"),
-        device: Optional[str] = typer.Option(None, "--device", help="JAX platform: cpu, gpu or tpu", show_default=False),
+        device: Optional[Platform] = typer.Option(None, "--device", case_sensitive=False, show_default=False,
+                                                  help="JAX platform \\[default: JAX's choice]"),
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Persistent JAX compilation cache",
                                                  show_default=False),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the persistent compilation cache"),
@@ -54,8 +55,8 @@ def register(app: typer.Typer) -> None:
         ply_near: float = typer.Option(1.0, "--ply-near", help="Point clouds: depth of the nearest value"),
         ply_far: float = typer.Option(10.0, "--ply-far", help="Point clouds: depth of the farthest value"),
         ply_stride: int = typer.Option(1, "--ply-stride", min=1, help="Point clouds: every N-th pixel"),
-        grouped_conv: str = typer.Option("auto", "--grouped-conv", envvar="HRJAX_GROUPED_CONV",
-                                         help=f"{', '.join(GROUPED_IMPLS)}: as `hrjax boost --grouped-conv`"),
+        grouped_conv: GroupedConv = typer.Option("auto", "--grouped-conv", case_sensitive=False,
+                                                 envvar="HRJAX_GROUPED_CONV", help="As `hrjax boost --grouped-conv`"),
     ):
         """A local web page: upload images, pick the base network, mode, max res and precision, watch the
         progress, compare the plain and boosted estimates, download 16-bit PNG, npy and PLY. One job at a time."""
@@ -74,12 +75,8 @@ def register(app: typer.Typer) -> None:
             err.print(f"[red]error:[/] {escape(msg)}", highlight=False)
             return typer.Exit(2)
 
-        if device not in (None, "cpu", "gpu", "tpu"):
-            raise usage(f"--device must be cpu, gpu or tpu, got {device!r}")
         if no_cache and cache_dir is not None:
             raise usage("--cache-dir and --no-cache exclude each other")
-        if grouped_conv not in GROUPED_IMPLS:
-            raise usage(f"--grouped-conv must be one of {', '.join(GROUPED_IMPLS)}, got {grouped_conv!r}")
         try:
             ply = PlyOptions(fov=fov, near=ply_near, far=ply_far, stride=ply_stride)
         except ValueError as e:
@@ -94,8 +91,9 @@ def register(app: typer.Typer) -> None:
             raise usage(msg or f"no base network installed in {wd}")
         config = ServeConfig(weights_dir=wd, host=host, port=port, models=models,
                              max_upload_bytes=int(max_upload_mb * (1 << 20)), max_pixels=max_pixels,
-                             queue_size=queue_size, merge_weights_dir=merge_weights, device=device,
-                             cache_dir=False if no_cache else cache_dir, ply=ply, grouped_impl=grouped_conv)
+                             queue_size=queue_size, merge_weights_dir=merge_weights,
+                             device=device.value if device is not None else None,
+                             cache_dir=False if no_cache else cache_dir, ply=ply, grouped_impl=grouped_conv.value)
         try:
             server = make_server(config)
         except OSError as e:
