@@ -172,6 +172,16 @@ def test_unavailable_device_is_a_usage_error(tmp_path, images, weights_dir):
     assert not (tmp_path / "o" / "good_a.png").exists()
 
 
+def test_unavailable_device_leaves_jax_usable():
+    """select_device sets jax_platforms before JAX starts; when that platform is absent it puts the setting
+    back, so the same process can still start its CPU backend (it once failed every later test in the worker)."""
+    code = ("from hrjax.run.setup import select_device; from hrjax.run.exits import UsageError\n"
+            "try:\n    select_device('tpu')\nexcept UsageError:\n    pass\n"
+            "import jax; print(jax.devices()[0].platform)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "cpu", p.stderr[-2000:]
+
+
 def test_grouped_conv_option_reaches_the_models(tmp_path, images, weights_dir, monkeypatch):
     """--grouped-conv (default: $HRJAX_GROUPED_CONV, else auto) is what load_models is given."""
     from hrjax.pipeline import networks

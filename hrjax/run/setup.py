@@ -31,14 +31,20 @@ def select_device(platform: str | None):
         return None
     # JAX reads jax_platforms when it initialises its backends: set before that, only ``platform`` is started
     # (no probing of the others); set later, it changes nothing and the device lookup below decides.
+    previous = jax.config.jax_platforms
     jax.config.update("jax_platforms", platform)
     from hrjax.accelerators import device_unavailable  # names the extra that installs JAX's GPU/TPU build
     try:
         devices = jax.local_devices(backend=platform)  # this process's own (jax.devices() spans all processes)
     except RuntimeError as e:
-        raise UsageError(device_unavailable(platform, str(e).splitlines()[0])) from None
+        devices, reason = [], str(e).splitlines()[0]
+    else:
+        reason = None
     if not devices:
-        raise UsageError(device_unavailable(platform))
+        # put the setting back: a process that goes on (a library caller, hrjax serve's tests) would otherwise
+        # fail to start any backend later, the one it asked for being absent
+        jax.config.update("jax_platforms", previous)
+        raise UsageError(device_unavailable(platform, reason))
     return devices[0]
 
 
