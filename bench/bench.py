@@ -43,12 +43,11 @@ import jax.numpy as jnp  # noqa: E402
 
 from rss import RssSampler  # noqa: E402
 
-from hrjax.host_memory import KEEP_FREE_BYTES, FreeMemoryReleaser  # noqa: E402
 from hrjax.pipeline import kernels as device  # noqa: E402
 from hrjax.pipeline.boost import boost  # noqa: E402
 from hrjax.pipeline.config import BoostConfig  # noqa: E402
 from hrjax.pipeline.networks import Models, load_models  # noqa: E402
-from hrjax.run.folder import RELEASE_INTERVAL_S  # noqa: E402
+from hrjax.run.folder import run_memory_releaser  # noqa: E402
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -263,11 +262,11 @@ def main():
         for name, img in inputs:
             c0, s0 = counter.count, counter.seconds
             with RssSampler() as rss_cold:
-                with FreeMemoryReleaser(RELEASE_INTERVAL_S, KEEP_FREE_BYTES):  # as the folder run does
+                with run_memory_releaser():  # as the folder run does
                     cold = boost(models, img, cfg, progress=rss_cold.progress)
             c1, s1 = counter.count, counter.seconds
             with RssSampler() as rss_warm:
-                with FreeMemoryReleaser(RELEASE_INTERVAL_S, KEEP_FREE_BYTES):
+                with run_memory_releaser():
                     warm = cold if a.cold_only else boost(models, img, cfg, progress=rss_warm.progress)
             recompiles = counter.count - c1 if not a.cold_only else None
             fl = network_flops(models, warm.net_shapes, warm.merge_calls)

@@ -55,6 +55,14 @@ Progress = Callable[[str, int, int], None]
 RELEASE_INTERVAL_S = 2.0
 
 
+def run_memory_releaser():
+    """The heap releaser an application keeps while it processes images (the folder run, hrjax serve's jobs, the
+    benchmark): looks every RELEASE_INTERVAL_S, gives pages back beyond KEEP_FREE_BYTES free (hrjax.host_memory)."""
+    from hrjax.host_memory import KEEP_FREE_BYTES, FreeMemoryReleaser
+
+    return FreeMemoryReleaser(RELEASE_INTERVAL_S, KEEP_FREE_BYTES)
+
+
 def process_image(models, job: Job, config, opts: RunOptions, progress: Progress | None = None,
                   identity: dict | None = None, on_plan: Callable | None = None) -> ImageRecord:
     """Read, boost and write one image. Any failure is caught and returned as a ``failed`` record.
@@ -199,7 +207,7 @@ def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: 
 
     import contextlib
 
-    from hrjax.host_memory import KEEP_FREE_BYTES, FreeMemoryReleaser, release_free_memory
+    from hrjax.host_memory import release_free_memory
 
     ctx = contextlib.ExitStack()
     if dev is not None:
@@ -208,7 +216,7 @@ def run(jobs: list[Job], opts: RunOptions, config, *, weights_dir: Path, model: 
     # free heap pages go back to the OS while images are processed (XLA:CPU's buffer churn fragments glibc's
     # heap, hrjax.host_memory) once more than KEEP_FREE_BYTES are free, and all of them after each image: a
     # policy of the application, so it is the run's, not the library call's
-    ctx.enter_context(FreeMemoryReleaser(RELEASE_INTERVAL_S, KEEP_FREE_BYTES))
+    ctx.enter_context(run_memory_releaser())
     with ctx:
         for i, (job, todo) in enumerate(zip(jobs, pending)):
             reporter.start(i, job)

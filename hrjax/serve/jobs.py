@@ -210,9 +210,8 @@ class JobQueue:
 
     def _run(self, job: JobState, est) -> None:
         from hrjax.bases import get_base
-        from hrjax.host_memory import KEEP_FREE_BYTES, FreeMemoryReleaser
         from hrjax.pipeline.config import BoostConfig
-        from hrjax.run.folder import RELEASE_INTERVAL_S, process_image
+        from hrjax.run.folder import process_image, run_memory_releaser
         from hrjax.run.inputs import Job
         from hrjax.run.outputs import RunOptions, output_paths
 
@@ -239,7 +238,7 @@ class JobQueue:
             if self._device is not None:
                 import jax
                 ctx.enter_context(jax.default_device(self._device))
-            ctx.enter_context(FreeMemoryReleaser(RELEASE_INTERVAL_S, KEEP_FREE_BYTES))  # and all at its end
+            ctx.enter_context(run_memory_releaser())  # and all at its end
             rec = process_image(models, run_job, config, opts, progress=progress, on_plan=on_plan)
         if rec.status != "done":
             self._update(job, status="failed", error=rec.error, eta_s=None, wall_s=time.perf_counter() - t0)
