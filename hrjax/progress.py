@@ -22,14 +22,14 @@ from hrjax.pipeline.midas_input import midas_input_size
 WHOLE = "whole image"
 PATCH_STAGES = ("patch low passes", "patch high passes", "patch double merges", "patch merges + blend")
 
-# Reference seconds on the 2-core development CPU (README Benchmarks, 2026-11-30 instance): a MiDaS pass
-# costs ~9.5 us per input pixel (1.36 s at 384^2, 10.05 s at 1024^2), a merge-net pass 1.3 s; per patch, the
-# 2000x1500 photo's 676 s for 65 patches split like the per-stage times of its 2026-12-01 run (low passes 266 s,
-# high passes 889 s, double merges 193 s, base merges 206 s). Smaller images have cheaper patches (lunch_640:
-# ~8 s per patch), so a first estimate errs long; the measured ratio corrects it after the first chunks.
-MIDAS_S_PER_PX = 9.5e-6
-MERGE_S = 1.3
-PATCH_S = dict(zip(PATCH_STAGES, (1.8, 6.0, 1.3, 1.4)))
+# Reference seconds on the 2-core development CPU (README "How long will it take", 2026-12-07 instance): a MiDaS
+# pass costs ~7 us per input pixel (384^2 1.07 s, 768^2 4.0 s, 768x1344 6.7-7.2 s), a merge-net pass 0.95 s; per
+# patch the medians of bench/side_by_side.py's Final runs (800x450 and 2000x1500 photos, 18 patches each: low
+# passes 19.3-19.9 s, high passes 72.0-74.2 s, 36 merges 33.4-33.5 s). The measured ratio corrects these after
+# the first chunks on another machine.
+MIDAS_S_PER_PX = 7.0e-6
+MERGE_S = 0.95
+PATCH_S = dict(zip(PATCH_STAGES, (1.1, 4.1, 0.95, 0.95)))
 # A plan line is printed before an image estimated at LONG_S or more, and the hint to shorten it from HINT_S.
 LONG_S, HINT_S = 20.0, 120.0
 

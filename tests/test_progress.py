@@ -215,3 +215,20 @@ def test_eta_text_says_when_the_estimate_ran_out():
 
     assert eta_text(65.0) == "ETA 1m05s"
     assert eta_text(0.0) == eta_text(-30.0) == "over the estimate"  # not "ETA 0.0 s" while still running
+
+
+def test_a_finished_image_is_not_over_its_estimate():
+    """A stage line at the last stage's n/n carries no ETA: nothing is left, however long it took; a stage
+    finished earlier still says what the later stages will take."""
+    rep, clock, buf = _reporter()
+    plan = _plan()
+    rep.start(0, Job(source=None, key="photo"))
+    rep.plan(plan)
+    first, last = pg.PATCH_STAGES[0], pg.PATCH_STAGES[-1]
+    for stage in (first, last):
+        clock.t += 3600.0  # far over the estimate
+        rep.stage(stage, plan.n_patches, plan.n_patches)
+    lines = [line for line in buf.getvalue().splitlines() if " elapsed" in line]
+    assert len(lines) == 2
+    assert re.search(rf"photo: {first} 48/48, 1h00m00s elapsed, ETA [\dhms. ]+$", lines[0]), lines[0]
+    assert lines[1].endswith(f"photo: {last} 48/48, 2h00m00s elapsed"), lines[1]

@@ -102,7 +102,9 @@ class Reporter:
     def _line(self, stage: str, done: int, total: int, left: float, now: float) -> None:
         self._last_line, self._last_stage = now, stage
         what = f"{stage} {done}/{total}" if total > 1 else stage
-        eta = f", {eta_text(left)}" if math.isfinite(left) else ""
+        # the image's last priced stage complete: nothing is left, so no ETA (not "over the estimate")
+        finished = done >= total and stage == next(reversed(self.est.costs), None)
+        eta = f", {eta_text(left)}" if math.isfinite(left) and not finished else ""
         run = self._run_eta(max(left, 0.0)) if self.total > 1 else math.nan
         run_eta = f" (run {eta_text(run)})" if math.isfinite(run) else ""
         self.message(f"{self._plain_label}: {what}, {fmt_seconds(now - self._image_t0)} elapsed{eta}{run_eta}")
