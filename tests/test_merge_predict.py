@@ -7,6 +7,7 @@ The merge's acceptance: given the pipeline's own whole-image single estimates it
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -205,6 +206,36 @@ def test_predict_cli_writes_resumes_and_isolates_failures(dav2_weights_dir, dav2
     assert _invoke("predict", tmp_path / "nope.png", "-o", out, "--weights-dir", dav2_weights_dir).exit_code == 2
     r = _invoke("predict", ins, "-o", out, "--model", "leres_res101", "--weights-dir", dav2_weights_dir)
     assert r.exit_code == 2 and "leres_res101" in r.output
+
+
+def test_predict_run_gives_the_heap_back_after_each_image(tmp_path, monkeypatch):
+    """Like the folder run of ``hrjax boost``: the heap releaser runs while images are predicted, and free pages
+    go back after each image predicted (not after one skipped); the weights load only when an image is to do."""
+    import hrjax.host_memory as hm
+    from hrjax.run.inputs import Job
+    from hrjax.run.outputs import RunOptions, parse_save
+    from hrjax.run.predict import run_predict
+
+    released, loads = [], []
+    monkeypatch.setattr(hm, "free_heap_bytes", lambda: 0)  # the releaser thread sees nothing to give back
+    monkeypatch.setattr(hm, "release_free_memory", lambda: released.append(1) or True)
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / name), np.full((8, 12, 3), 100, np.uint8))
+    jobs = [Job(tmp_path / n, Path(n).stem) for n in ("a.png", "b.png")]
+    opts = RunOptions(output=tmp_path / "out", save=parse_save(["npy"]))
+
+    def load():
+        loads.append(1)
+        return lambda img: np.linspace(0, 1, img.shape[0] * img.shape[1], dtype=np.float32).reshape(img.shape[:2])
+
+    at_exit = 1 if hm._MALLOC_TRIM is not None else 0  # the releaser's own release when it stops (glibc only)
+    recs = run_predict(jobs, opts, {"model": "fake"}, load, lambda rec: None)
+    assert [r.status for r in recs] == ["done", "done"] and loads == [1]
+    assert len(released) == 2 + at_exit
+    released.clear()
+    recs = run_predict(jobs, opts, {"model": "fake"}, load, lambda rec: None)
+    assert [r.status for r in recs] == ["skipped", "skipped"] and loads == [1]
+    assert len(released) == at_exit
 
 
 @pytest.mark.heavy

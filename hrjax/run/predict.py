@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from hrjax.run.folder import ImageRecord
+from hrjax.run.folder import ImageRecord, run_memory_releaser
 from hrjax.run.inputs import Job, read_job_image
 from hrjax.run.outputs import RunOptions, check_inside, output_paths, write_all_or_none
 from hrjax.run.records import input_identity, is_complete, write_record
@@ -53,16 +53,22 @@ def predict_image(predict: Predict, job: Job, opts: RunOptions, identity: dict) 
 def run_predict(jobs: list[Job], opts: RunOptions, identity: dict, load: Callable[[], Predict],
                 log: Callable[[ImageRecord], None]) -> list[ImageRecord]:
     """Each job predicted and written in order, or skipped when its record says it is done with the same
-    ``identity`` (unless ``opts.overwrite``); ``load()`` (the weights, once) runs only if an image is to do."""
+    ``identity`` (unless ``opts.overwrite``); ``load()`` (the weights, once) runs only if an image is to do.
+    Free heap pages go back to the OS while it runs and after each image predicted, as in the folder run
+    (hrjax.run.folder.run_memory_releaser)."""
+    from hrjax.host_memory import release_free_memory
+
     predict = None
     records = []
-    for job in jobs:
-        if not opts.overwrite and is_complete(opts, job, identity):
-            rec = ImageRecord(input=str(job.source), key=job.key, status="skipped",
-                              outputs=[str(p) for p in output_paths(opts, job).values()])
-        else:
-            predict = predict or load()
-            rec = predict_image(predict, job, opts, identity)
-        records.append(rec)
-        log(rec)
+    with run_memory_releaser():
+        for job in jobs:
+            if not opts.overwrite and is_complete(opts, job, identity):
+                rec = ImageRecord(input=str(job.source), key=job.key, status="skipped",
+                                  outputs=[str(p) for p in output_paths(opts, job).values()])
+            else:
+                predict = predict or load()
+                rec = predict_image(predict, job, opts, identity)
+                release_free_memory()
+            records.append(rec)
+            log(rec)
     return records
