@@ -112,11 +112,13 @@ def max_lsb(a_png: str | None, b_png: str | None) -> int | None:
 
 
 def median_run(runs: list[dict]) -> dict:
-    """One run's record whose numbers are the medians over ``runs`` (other fields from the first run)."""
+    """One run's record whose numbers are the medians over ``runs`` (other fields from the first run); a count
+    stays an int where its median is whole (``n_patches``: 18, not 18.0)."""
     out = dict(runs[0])
     for k, v in runs[0].items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[k] = float(np.median([r[k] for r in runs]))
+            m = float(np.median([r[k] for r in runs]))
+            out[k] = int(m) if isinstance(v, int) and m.is_integer() else m
     return out
 
 
