@@ -267,8 +267,8 @@ def boost_cmd(
              "GPUs; float32 on CPU) or bfloat16 (fast mode: bf16 operands, float32 accumulation)"),
     buckets: bool = typer.Option(False, "--buckets", help="Whole-image network passes on a fixed set of "
                                  "input shapes (the nearest of 9 aspect ratios, the size unchanged): a folder of "
-                                 "mixed photos compiles a fixed set of programs; not parity (README: Bucketed "
-                                 "whole-image passes)"),
+                                 "mixed photos compiles a fixed set of programs; not parity (docs/benchmarks.md: "
+                                 "Bucketed whole-image passes)"),
     grouped_conv: GroupedConv = typer.Option(
         "auto", "--grouped-conv", case_sensitive=False, envvar="HRJAX_GROUPED_CONV",
         help="How the ResNeXt grouped convolutions (MiDaS, LeReS) run: one grouped convolution (native), 32 "

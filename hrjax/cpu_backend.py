@@ -6,7 +6,7 @@ jaxlib 0.10 hands every convolution on CPU to YNNPACK (the XLA flag
 XLA's native grouped convolution so slow that hrjax had to unroll ResNeXt's 32 groups ("split"), which costs
 ~20 s of compiling per MiDaS input shape. With YNNPACK kept for matrix products only (``individual_dot``) the
 convolutions run on XLA's Eigen kernels (measured 2026-12-07, jitted MiDaS v2.1 forward, one image, best of
-two warm calls / compile; README Benchmarks, "CPU convolutions"):
+two warm calls / compile; docs/benchmarks.md, "CPU convolutions"):
 
   =============  =====================  =====================  =====================  ====================
   input          split, YNNPACK convs   native, YNNPACK convs  split, XLA convs       native, XLA convs

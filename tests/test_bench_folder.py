@@ -40,8 +40,8 @@ def test_network_shapes_are_the_references_whole_image_calls(bench_folder, golde
         got = net["photos"][f"{name}.png"]
         assert got["R"] == int(ref["R"])
         assert got["parity"] == [list(s[2:]) for s in ref["midas_call_shapes"][:2].tolist()]
-    # the bucketed passes of the R20 cases (README "Bucketed whole-image passes"): synthetic_480 is 3:4 already,
-    # so its exact shapes; lunch_640 (494x640) is stretched to 3:4
+    # the bucketed passes of the R20 cases (docs/benchmarks.md, "Bucketed whole-image passes"): synthetic_480 is
+    # 3:4 already, so its exact shapes; lunch_640 (494x640) is stretched to 3:4
     assert net["photos"]["synthetic_480.png"]["buckets"] == net["photos"]["synthetic_480.png"]["parity"]
     assert net["photos"]["lunch_640.png"]["buckets"] == [[288, 384], [1184, 1568]]
     assert net["photos"]["lunch_copy.png"] == net["photos"]["lunch_640.png"]

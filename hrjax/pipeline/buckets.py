@@ -21,8 +21,8 @@ programs (72 for MiDaS), each compiled once per process (and loaded from the per
 Everything else is unchanged: the resolution search, R, the patch plan, the patch passes, the merges. The
 estimate at the bucket's shape is resized back to the image (the same CUBIC resize as in parity mode), so the
 only deviation is that the network saw the image stretched in aspect (up to ~15 % halfway between 1:1 and
-4:3, ~9 % elsewhere in [1:2, 2:1]): the README's "Bucketed whole-image passes" gives the deviation from the
-goldens. (Until 2026-12-06 the size was bucketed too, on a ladder of 4 rungs per octave; since R is already on
+4:3, ~9 % elsewhere in [1:2, 2:1]): docs/benchmarks.md, "Bucketed whole-image passes", gives the deviation
+from the goldens. (Until 2026-12-06 the size was bucketed too, on a ladder of 4 rungs per octave; since R is already on
 the search's grid that merged almost no programs and scaled the image by up to ~11 %.)
 """
 

@@ -26,7 +26,7 @@ class BoostConfig:
       of the device (``hrjax.pipeline.batching.auto_max_batch``; 1 on CPU). Results do not depend on it.
     buckets: run the whole-image network passes on a fixed set of input shapes (the nearest of 9 aspect ratios,
       the requested size unchanged, :mod:`hrjax.pipeline.buckets`) instead of the reference's exact ones, so a
-      folder of mixed photos compiles a fixed set of programs. Not parity: the deviation is in the README.
+      folder of mixed photos compiles a fixed set of programs. Not parity: the deviation is in docs/benchmarks.md.
       Default off.
     """
 
