@@ -166,8 +166,9 @@ def test_truncated_store_is_reported(tmp_path, midas_state):
     shutil.copytree(wd / "midas_v21", copy / "midas_v21")
     data = sorted((copy / "midas_v21" / store.PARAMS_DIR).rglob("*"), key=lambda p: p.stat().st_size)[-1]
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
-    with pytest.raises(store.WeightsError, match="hrjax weights"):
+    with pytest.raises(store.WeightsError, match="hrjax weights") as e:
         load_model("midas_v21", copy)
+    assert f"{data.relative_to(copy / 'midas_v21' / store.PARAMS_DIR).as_posix()} has" in str(e.value)
 
 
 def test_missing_weights_message(tmp_path):

@@ -74,6 +74,9 @@ def test_tampered_store_is_refused_on_load(tmp_path):
     with ocp.StandardCheckpointer() as ck:
         ck.save(dest / store.PARAMS_DIR, {"a.weight": np.asarray([1, 2, 3], np.float32),
                                           "b.bias": np.asarray([4, 6], np.float32)})
+    raw = json.loads((dest / store.INFO_FILE).read_text())
+    raw["param_files"] = store.file_sizes(dest / store.PARAMS_DIR)  # the file record updated too: the digest
+    (dest / store.INFO_FILE).write_text(json.dumps(raw))            # still tells
     with pytest.raises(store.WeightsError, match="digest") as e:
         store.load_flat(wd, "mergenet")
     assert "convert the checkpoint again" in str(e.value)
@@ -81,6 +84,44 @@ def test_tampered_store_is_refused_on_load(tmp_path):
     from hrjax.weights.load import load_model
     with pytest.raises(store.WeightsError, match="hrjax weights convert --model mergenet"):
         load_model("mergenet", wd)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_a_cut_or_missing_file_is_refused_before_orbax_reads(tmp_path, monkeypatch, damage):
+    """The store records the size of every file orbax wrote: one cut short or gone (an interrupted copy) is named
+    in the error, and orbax never starts reading (failing midway, its in-flight reads printed hundreds of "Event
+    loop is closed" tracebacks around the error)."""
+    import orbax.checkpoint as ocp
+
+    dest = _tiny_store(tmp_path / "w", [1, 2, 3, 4, 5])
+    recorded = store.read_info(tmp_path / "w", "mergenet").param_files
+    assert recorded == store.file_sizes(dest / store.PARAMS_DIR) and len(recorded) > 3
+    name = max(recorded, key=recorded.get)
+    victim = dest / store.PARAMS_DIR / name
+    if damage == "truncated":
+        victim.write_bytes(victim.read_bytes()[: recorded[name] // 2])
+        want = f"{name} has {recorded[name] // 2} bytes, {recorded[name]} were written"
+    else:
+        victim.unlink()
+        want = f"{name} is missing"
+
+    def no_orbax(*a, **k):
+        raise AssertionError("orbax was asked to read a damaged store")
+    monkeypatch.setattr(ocp, "StandardCheckpointer", no_orbax)
+    with pytest.raises(store.WeightsError, match="incomplete or damaged") as e:
+        store.load_flat(tmp_path / "w", "mergenet")
+    assert want in str(e.value) and "convert the checkpoint again" in str(e.value)
+
+
+def test_a_store_without_the_file_record_still_loads(tmp_path):
+    """Stores written before the file record (2026-12-07) load as before: the arrays' digest is checked."""
+    dest = _tiny_store(tmp_path / "w", [1, 2, 3, 4, 5])
+    raw = json.loads((dest / store.INFO_FILE).read_text())
+    del raw["param_files"]
+    (dest / store.INFO_FILE).write_text(json.dumps(raw))
+    flat, info = store.load_flat(tmp_path / "w", "mergenet")
+    assert info.param_files is None
+    np.testing.assert_array_equal(flat["b.bias"], [4, 5])
 
 
 def test_store_without_a_digest_is_refused(tmp_path):

@@ -48,6 +48,11 @@ class WeightsInfo:
     # keyword arguments of the model's builder when the stored net is not the catalogue's default architecture
     # (a merge net from train-merge: {"ngf", "num_downs", "input_size"}); None for converted official checkpoints
     architecture: dict[str, int] | None = None
+    # {path under params/: bytes} of every file orbax wrote, set by save(): a store with a file cut short or gone
+    # (an interrupted copy) is refused before orbax reads it. Orbax's reader, failing midway, leaves hundreds of
+    # reads in flight that each print an "Event loop is closed" traceback around the error. None: written before
+    # 2026-12-07, not checked (the arrays' digest still is).
+    param_files: dict[str, int] | None = None
 
 
 def default_weights_dir() -> Path:
@@ -85,6 +90,24 @@ def arrays_digest(flat: Mapping[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def file_sizes(folder: Path) -> dict[str, int]:
+    """``{path relative to folder: size in bytes}`` of every file below ``folder``."""
+    return {q.relative_to(folder).as_posix(): q.stat().st_size for q in sorted(folder.rglob("*")) if q.is_file()}
+
+
+def damaged_files(folder: Path, recorded: Mapping[str, int]) -> list[str]:
+    """What differs from ``recorded`` (:func:`file_sizes` at writing) among the recorded files: missing ones and
+    those of another size. Files added since are not looked at."""
+    found = []
+    for name, size in recorded.items():
+        q = folder / name
+        if not q.is_file():
+            found.append(f"{name} is missing")
+        elif q.stat().st_size != size:
+            found.append(f"{name} has {q.stat().st_size} bytes, {size} were written")
+    return found
+
+
 def save(weights_dir: Path, info: WeightsInfo, flat: Mapping[str, np.ndarray]) -> Path:
     """Store ``flat`` ({key: hrjax-layout array}) atomically as ``<weights_dir>/<info.model>``; hrjax.json gets
     the arrays' digest (:func:`arrays_digest`)."""
@@ -100,6 +123,7 @@ def save(weights_dir: Path, info: WeightsInfo, flat: Mapping[str, np.ndarray]) -
         ckpt.save(tmp / PARAMS_DIR, flat)
         ckpt.wait_until_finished()
         ckpt.close()
+        info = dataclasses.replace(info, param_files=file_sizes(tmp / PARAMS_DIR))
         (tmp / INFO_FILE).write_text(json.dumps(asdict(info), indent=1) + "\n")
         old = None
         if dest.exists():
@@ -137,6 +161,11 @@ def load_flat(weights_dir: Path, model: str) -> tuple[dict[str, np.ndarray], Wei
         raise WeightsError(f"{model_dir(weights_dir, model) / INFO_FILE} holds no digest of the stored arrays: "
                            f"convert the checkpoint again")
     path = model_dir(weights_dir, model) / PARAMS_DIR
+    damage = damaged_files(path, info.param_files) if info.param_files is not None else []
+    if damage:
+        more = f" (and {len(damage) - 3} more)" if len(damage) > 3 else ""
+        raise WeightsError(f"the stored weights in {path} are incomplete or damaged: {'; '.join(damage[:3])}{more}; "
+                           f"convert the checkpoint again")
 
     def counts_error(n_tensors, n_values):
         return WeightsError(f"the stored weights in {path} hold {n_tensors} tensors / {n_values} values, "
