@@ -93,14 +93,3 @@ def resize_2d(x: jax.Array, iy, wy, ix, wx, axes: tuple[int, int] = (0, 1)) -> j
         return apply_band(apply_band(x, iy, wy, ay), ix, wx, ax)
     return apply_band(apply_band(x, ix, wx, ax), iy, wy, ay)
 
-
-@jax.jit
-def resize_each(maps: jax.Array, iy: jax.Array, wy: jax.Array, ix: jax.Array, wx: jax.Array) -> jax.Array:
-    """Per-sample resizes: ``maps`` (N, h, w[, C]) with per-sample bands (N, out_h, k), (N, out_w, k)."""
-    return jax.vmap(resize_2d)(maps, iy, wy, ix, wx)
-
-
-@jax.jit
-def resize_many(iy: jax.Array, wy: jax.Array, ix: jax.Array, wx: jax.Array, images: jax.Array) -> jax.Array:
-    """One resize for many images of one size: shared bands (out_h, k), (out_w, k), ``images`` (N, H, W[, C])."""
-    return resize_2d(images, iy, wy, ix, wx, axes=(1, 2))

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from hrjax.train.nets import NetConfig
 from hrjax.train.step import TrainConfig
 from hrjax.weights import catalog, store
 
@@ -24,18 +23,8 @@ FORMAT_VERSION = 1
 RESUME_KEYS = ("net", "net_size", "gf_radius", "gf_eps", "batch_size", "seed")
 
 
-class CheckpointError(RuntimeError):
-    pass
-
-
 def config_to_json(cfg: TrainConfig) -> dict:
     return dataclasses.asdict(cfg)
-
-
-def config_from_json(d: dict) -> TrainConfig:
-    d = dict(d)
-    d["net"] = NetConfig(**d["net"])
-    return TrainConfig(**d)
 
 
 def manager(directory: Path, *, keep: int | None = 3):
