@@ -38,7 +38,6 @@ PRESETS: dict[str, tuple[tuple[int, int], ...]] = {
     "middlebury": ((900, 100), (700, 150), (500, 250)),
     "ibims1": ((240, 70), (180, 80), (140, 50)),
 }
-SUBFOLDERS = ("rgb", "outer", "gtfake", "inner")
 
 Progress = Callable[[str, int, int], None]
 

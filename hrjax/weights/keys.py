@@ -39,9 +39,6 @@ class Layout:
         return tuple(out)
 
 
-IDENTITY = None  # a leaf without a Layout is stored as in PyTorch
-
-
 @dataclass(frozen=True)
 class KeyRow:
     key: str                      # PyTorch state_dict key, e.g. "pretrained.layer1.0.weight"
