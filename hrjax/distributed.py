@@ -28,7 +28,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from typing import Sequence, TypeVar
 

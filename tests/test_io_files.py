@@ -2,7 +2,6 @@
 refusing oversized images from their header, before decoding. Files are written in the test (cv2 writers plus
 a hand-made EXIF segment); no jax, all fast."""
 
-import os
 import struct
 import subprocess
 import sys
