@@ -110,7 +110,7 @@ def damaged_files(folder: Path, recorded: Mapping[str, int]) -> list[str]:
 
 def save(weights_dir: Path, info: WeightsInfo, flat: Mapping[str, np.ndarray]) -> Path:
     """Store ``flat`` ({key: hrjax-layout array}) atomically as ``<weights_dir>/<info.model>``; hrjax.json gets
-    the arrays' digest (:func:`arrays_digest`)."""
+    the arrays' digest (:func:`arrays_digest`) and the size of every file written (:func:`file_sizes`)."""
     import orbax.checkpoint as ocp
 
     flat = {k: np.asarray(v) for k, v in flat.items()}
