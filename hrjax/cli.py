@@ -101,20 +101,31 @@ def weights_convert(
 
 @weights_app.command("list")
 def weights_list(weights_dir: Optional[Path] = WeightsDir):
-    """Show the converted models installed in the weights folder."""
-    from hrjax.weights.store import list_installed
+    """Show the converted models installed in the weights folder, and whether their files are complete."""
+    from hrjax.weights.catalog import fix_it_commands
+    from hrjax.weights.store import list_installed, store_damage
 
     wd = _weights_dir(weights_dir)
     installed = list_installed(wd)
     table = Table(title=escape(f"hrjax weights in {wd}"))
-    for col in ("model", "source", "source sha256", "converter", "tensors", "architecture"):
+    for col in ("model", "source", "source sha256", "converter", "tensors", "architecture", "files"):
         table.add_column(col)
+    damaged = {}
     for i in installed:
         # a train-merge export records its own net (e.g. ngf=4 num_downs=5 input_size=64); official: the catalogue's
         arch = " ".join(f"{k}={v}" for k, v in i.architecture.items()) if i.architecture else "catalogue"
+        # sizes only (stat calls): the arrays' digest is checked when the model loads
+        damage = store_damage(wd, i)
+        if damage:
+            damaged[i.model] = damage
+        files = "not recorded" if damage is None else ("DAMAGED" if damage else "complete")
         table.add_row(*map(escape, (i.model, i.source_name, i.source_sha256, str(i.converter_version),
-                                    str(i.n_tensors), arch)))
+                                    str(i.n_tensors), arch, files)))
     print_table(out, table)
+    for model, damage in damaged.items():
+        fix = fix_it_commands(model, weights_dir) if model in _model_names() else "  convert or export it again"
+        out.print(escape(f"{model} is damaged ({damage[0]}{', ...' if len(damage) > 1 else ''}); install it "
+                         f"again:\n{fix}"), highlight=False, soft_wrap=True)
     missing = [m for m in _model_names() if m not in {i.model for i in installed}]
     if missing:
         out.print(f"not installed: {', '.join(missing)} (hrjax weights download)")

@@ -113,6 +113,33 @@ def test_a_cut_or_missing_file_is_refused_before_orbax_reads(tmp_path, monkeypat
     assert want in str(e.value) and "convert the checkpoint again" in str(e.value)
 
 
+def test_weights_list_says_whether_each_store_is_complete(tmp_path):
+    """``hrjax weights list`` compares the recorded file sizes (stat calls only): complete, DAMAGED with what is
+    wrong and the commands that fix it, or not recorded (a store written before the record)."""
+    wd = tmp_path / "w"
+    dest = _tiny_store(wd, [1, 2, 3, 4, 5])
+    args = ["weights", "list", "--weights-dir", str(wd)]
+
+    def listed():
+        r = CliRunner().invoke(cli.app, args, terminal_width=200)
+        assert r.exit_code == 0, r.output
+        cells = [line.replace("\u2502", " ").split() for line in r.output.splitlines()]  # rich's column rule
+        return " ".join(next(c for c in cells if c[:1] == ["mergenet"])), " ".join(r.output.split())
+
+    assert listed()[0].endswith(" complete")
+    recorded = store.read_info(wd, "mergenet").param_files
+    name = max(recorded, key=recorded.get)
+    (dest / store.PARAMS_DIR / name).write_bytes(b"")
+    row, text = listed()
+    assert row.endswith(" DAMAGED")
+    assert f"mergenet is damaged ({name} has 0 bytes" in text and "hrjax weights download --model mergenet" in text
+    raw = json.loads((dest / store.INFO_FILE).read_text())
+    del raw["param_files"]
+    (dest / store.INFO_FILE).write_text(json.dumps(raw))
+    row, text = listed()
+    assert row.endswith(" not recorded") and "is damaged" not in text
+
+
 def test_a_store_without_the_file_record_still_loads(tmp_path):
     """Stores written before the file record (2026-12-07) load as before: the arrays' digest is checked."""
     dest = _tiny_store(tmp_path / "w", [1, 2, 3, 4, 5])

@@ -108,6 +108,14 @@ def damaged_files(folder: Path, recorded: Mapping[str, int]) -> list[str]:
     return found
 
 
+def store_damage(weights_dir: Path, info: WeightsInfo) -> list[str] | None:
+    """:func:`damaged_files` of the store ``info`` describes (stat calls only, nothing read); None where its
+    hrjax.json records no file sizes (written before 2026-12-07)."""
+    if info.param_files is None:
+        return None
+    return damaged_files(model_dir(weights_dir, info.model) / PARAMS_DIR, info.param_files)
+
+
 def save(weights_dir: Path, info: WeightsInfo, flat: Mapping[str, np.ndarray]) -> Path:
     """Store ``flat`` ({key: hrjax-layout array}) atomically as ``<weights_dir>/<info.model>``; hrjax.json gets
     the arrays' digest (:func:`arrays_digest`) and the size of every file written (:func:`file_sizes`)."""
@@ -161,7 +169,7 @@ def load_flat(weights_dir: Path, model: str) -> tuple[dict[str, np.ndarray], Wei
         raise WeightsError(f"{model_dir(weights_dir, model) / INFO_FILE} holds no digest of the stored arrays: "
                            f"convert the checkpoint again")
     path = model_dir(weights_dir, model) / PARAMS_DIR
-    damage = damaged_files(path, info.param_files) if info.param_files is not None else []
+    damage = store_damage(weights_dir, info)
     if damage:
         more = f" (and {len(damage) - 3} more)" if len(damage) > 3 else ""
         raise WeightsError(f"the stored weights in {path} are incomplete or damaged: {'; '.join(damage[:3])}{more}; "
