@@ -179,7 +179,7 @@ def info(weights_dir: Optional[Path] = WeightsDir):
     import jax
 
     from hrjax import __version__
-    from hrjax.weights.store import list_installed
+    from hrjax.weights.store import list_installed, store_damage
 
     wd = _weights_dir(weights_dir)
     out.print(f"hrjax {__version__}, jax {jax.__version__}, backend {jax.default_backend()}")
@@ -194,8 +194,9 @@ def info(weights_dir: Optional[Path] = WeightsDir):
     out.print(f"defaults here: --max-batch 0 -> {auto_max_batch(local[:1])} per device, grouped convolutions "
               f"'{resolve_grouped_impl('auto')}', patch batches over "
               f"{1 if local[0].platform == 'cpu' else len(local)} local device(s)")
-    installed = list_installed(wd)
-    out.print(f"weights dir {wd}: {', '.join(i.model for i in installed) or 'none installed'}", markup=False)
+    installed = [f"{i.model} (damaged: see hrjax weights list)" if store_damage(wd, i) else i.model
+                 for i in list_installed(wd)]
+    out.print(f"weights dir {wd}: {', '.join(installed) or 'none installed'}", markup=False)
     from hrjax.compile_cache import cache_dir
     out.print(f"compilation cache: {cache_dir()}", markup=False)
 

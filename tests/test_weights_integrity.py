@@ -115,7 +115,8 @@ def test_a_cut_or_missing_file_is_refused_before_orbax_reads(tmp_path, monkeypat
 
 def test_weights_list_says_whether_each_store_is_complete(tmp_path):
     """``hrjax weights list`` compares the recorded file sizes (stat calls only): complete, DAMAGED with what is
-    wrong and the commands that fix it, or not recorded (a store written before the record)."""
+    wrong and the commands that fix it, or not recorded (a store written before the record); ``hrjax info``
+    marks a damaged store."""
     wd = tmp_path / "w"
     dest = _tiny_store(wd, [1, 2, 3, 4, 5])
     args = ["weights", "list", "--weights-dir", str(wd)]
@@ -133,6 +134,8 @@ def test_weights_list_says_whether_each_store_is_complete(tmp_path):
     row, text = listed()
     assert row.endswith(" DAMAGED")
     assert f"mergenet is damaged ({name} has 0 bytes" in text and "hrjax weights download --model mergenet" in text
+    r = CliRunner().invoke(cli.app, ["info", "--weights-dir", str(wd)], terminal_width=200)
+    assert r.exit_code == 0 and "mergenet (damaged: see hrjax weights list)" in r.output, r.output
     raw = json.loads((dest / store.INFO_FILE).read_text())
     del raw["param_files"]
     (dest / store.INFO_FILE).write_text(json.dumps(raw))
