@@ -103,7 +103,7 @@ def weights_convert(
 def weights_list(weights_dir: Optional[Path] = WeightsDir):
     """Show the converted models installed in the weights folder, and whether their files are complete."""
     from hrjax.weights.catalog import fix_it_commands
-    from hrjax.weights.store import list_installed, store_damage
+    from hrjax.weights.store import damage_text, list_installed, store_damage
 
     wd = _weights_dir(weights_dir)
     installed = list_installed(wd)
@@ -124,8 +124,8 @@ def weights_list(weights_dir: Optional[Path] = WeightsDir):
     print_table(out, table)
     for model, damage in damaged.items():
         fix = fix_it_commands(model, weights_dir) if model in _model_names() else "  convert or export it again"
-        out.print(escape(f"{model} is damaged ({damage[0]}{', ...' if len(damage) > 1 else ''}); install it "
-                         f"again:\n{fix}"), highlight=False, soft_wrap=True)
+        out.print(escape(f"{model} is damaged ({damage_text(damage)}); install it again:\n{fix}"),
+                  highlight=False, soft_wrap=True)
     missing = [m for m in _model_names() if m not in {i.model for i in installed}]
     if missing:
         out.print(f"not installed: {', '.join(missing)} (hrjax weights download)")

@@ -95,25 +95,28 @@ def file_sizes(folder: Path) -> dict[str, int]:
     return {q.relative_to(folder).as_posix(): q.stat().st_size for q in sorted(folder.rglob("*")) if q.is_file()}
 
 
-def damaged_files(folder: Path, recorded: Mapping[str, int]) -> list[str]:
-    """What differs from ``recorded`` (:func:`file_sizes` at writing) among the recorded files: missing ones and
-    those of another size. Files added since are not looked at."""
+def store_damage(weights_dir: Path, info: WeightsInfo) -> list[str] | None:
+    """What differs from the file sizes recorded at writing (:func:`file_sizes`) in the store ``info`` describes:
+    recorded files missing or of another size (stat calls only, nothing read; files added since are not looked
+    at). None where its hrjax.json records no file sizes (written before 2026-12-07)."""
+    if info.param_files is None:
+        return None
+    folder = model_dir(weights_dir, info.model) / PARAMS_DIR
     found = []
-    for name, size in recorded.items():
+    for name, size in info.param_files.items():
         q = folder / name
-        if not q.is_file():
+        actual = q.stat().st_size if q.is_file() else None
+        if actual is None:
             found.append(f"{name} is missing")
-        elif q.stat().st_size != size:
-            found.append(f"{name} has {q.stat().st_size} bytes, {size} were written")
+        elif actual != size:
+            found.append(f"{name} has {actual} bytes, {size} were written")
     return found
 
 
-def store_damage(weights_dir: Path, info: WeightsInfo) -> list[str] | None:
-    """:func:`damaged_files` of the store ``info`` describes (stat calls only, nothing read); None where its
-    hrjax.json records no file sizes (written before 2026-12-07)."""
-    if info.param_files is None:
-        return None
-    return damaged_files(model_dir(weights_dir, info.model) / PARAMS_DIR, info.param_files)
+def damage_text(damage: list[str], shown: int = 3) -> str:
+    """:func:`store_damage`'s findings in one line: the first ``shown``, and how many more."""
+    more = f" (and {len(damage) - shown} more)" if len(damage) > shown else ""
+    return "; ".join(damage[:shown]) + more
 
 
 def save(weights_dir: Path, info: WeightsInfo, flat: Mapping[str, np.ndarray]) -> Path:
@@ -171,8 +174,7 @@ def load_flat(weights_dir: Path, model: str) -> tuple[dict[str, np.ndarray], Wei
     path = model_dir(weights_dir, model) / PARAMS_DIR
     damage = store_damage(weights_dir, info)
     if damage:
-        more = f" (and {len(damage) - 3} more)" if len(damage) > 3 else ""
-        raise WeightsError(f"the stored weights in {path} are incomplete or damaged: {'; '.join(damage[:3])}{more}; "
+        raise WeightsError(f"the stored weights in {path} are incomplete or damaged: {damage_text(damage)}; "
                            f"convert the checkpoint again")
 
     def counts_error(n_tensors, n_values):
