@@ -284,11 +284,11 @@ def boost_cmd(
     grouped_conv: GroupedConv = typer.Option(
         "auto", "--grouped-conv", case_sensitive=False, envvar="HRJAX_GROUPED_CONV",
         help="How the ResNeXt grouped convolutions (MiDaS, LeReS) run: one grouped convolution (native), 32 "
-             "dense ones (split), or native with the 8- and 16-channel groups merged into 32-channel ones under "
-             "block-diagonal kernels (packed: faster on XLA:CPU). auto = packed on a CPU, native on GPU/TPU, "
-             "split on a CPU whose convolutions run on YNNPACK (only when XLA_FLAGS sets "
-             "--xla_cpu_experimental_ynn_fusion_type to include them). Results do not depend on it (float32 "
-             "summation order only)"),
+             "dense ones (split), native with the 8- and 16-channel groups merged into 32-channel ones under "
+             "block-diagonal kernels (packed: faster on XLA:CPU), or hrjax's own CPU kernel (kernel: the fastest "
+             "on a CPU, compiled once per machine with the system's C++ compiler). auto = kernel on a CPU where "
+             "it builds, else packed (split if XLA_FLAGS puts convolutions on YNNPACK); native on GPU/TPU. "
+             "Results do not depend on it (float32 summation order only)"),
     local_devices: int = typer.Option(0, "--local-devices", min=0, help="Shard patch batches over this many "
                                       "local devices (0 = every GPU/TPU, one CPU device); results do not "
                                       "depend on it"),

@@ -33,6 +33,7 @@ else:
     atexit.register(shutil.rmtree, _COMPILE_CACHE, ignore_errors=True)
 os.environ["JAX_COMPILATION_CACHE_DIR"] = _COMPILE_CACHE     # this process (read when jax is imported) ...
 os.environ["HRJAX_CACHE_DIR"] = _COMPILE_CACHE               # ... and the CLI's default --cache-dir
+os.environ["HRJAX_KERNEL_DIR"] = os.path.join(_COMPILE_CACHE, "kernels")  # hrjax.ops.grouped_conv: built once
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
@@ -254,14 +255,13 @@ def models(weights_dir):
 
 @pytest.fixture(scope="session")
 def auto_models(models):
-    """``models`` itself, named for what it runs: the default grouped convolution ("auto"), which is "packed" on
-    the tests' CPU backend since the convolutions run on XLA's kernels (hrjax.cpu_backend; one grouped
-    ``lax.conv``, narrow groups merged; the split formulation compiles ~6x slower per MiDaS shape). One graphdef,
-    so the tests using either fixture share their compiled programs. Every formulation keeps its parity tests
-    (test_midas, test_leres, test_cpu_backend)."""
+    """``models`` itself, named for what it runs: the default grouped convolution ("auto"), which is "kernel" on
+    the tests' CPU backend (hrjax.ops.grouped_conv, built once per session in the session's cache folder). One
+    graphdef, so the tests using either fixture share their compiled programs. Every formulation keeps its parity
+    tests (test_midas, test_leres, test_cpu_backend, test_grouped_conv)."""
     from hrjax.models.layers import resolve_grouped_impl
 
-    assert resolve_grouped_impl("auto") == "packed", "conftest's use_xla_convolutions did not take effect"
+    assert resolve_grouped_impl("auto") == "kernel", "hrjax's grouped convolution did not build (see its warning)"
     return models
 
 

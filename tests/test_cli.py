@@ -365,7 +365,7 @@ def test_info_lists_devices_and_defaults(tmp_path):
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())  # rich wraps long lines (the tmp path) at the console width
     assert "backend cpu" in text and "device 0" in text
-    assert "--max-batch 0 -> 1 per device, grouped convolutions 'packed'" in text  # XLA's CPU convolutions
+    assert "--max-batch 0 -> 1 per device, grouped convolutions 'kernel'" in text  # hrjax's CPU kernel
     assert "none installed" in text
 
 

@@ -38,7 +38,12 @@ def test_the_flag_is_added_once_and_never_overrides_the_users():
 
 
 def test_auto_is_packed_on_cpu_only_with_xla_convolutions(monkeypatch):
+    """Where hrjax's grouped convolution cannot build (no compiler: test_grouped_conv), "auto" follows the flag."""
+    from hrjax.ops import grouped_conv
+
     assert jax.default_backend() == "cpu"
+    assert resolve_grouped_impl("auto") == "kernel"
+    monkeypatch.setattr(grouped_conv, "available", lambda: False)
     monkeypatch.setenv("XLA_FLAGS", XLA_CONVOLUTIONS)
     assert resolve_grouped_impl("auto") == "packed"
     monkeypatch.setenv("XLA_FLAGS", f"{YNN_FLAG}=individual_convolution")

@@ -38,10 +38,11 @@ def test_key_table_matches_manifest(golden):
     assert len(rows) == N_TENSORS and sum(np.prod(s) for s in rows.values()) == N_VALUES
 
 
-# One input per grouped-conv formulation (hrjax.models.layers.GROUPED_IMPLS). The packed one, CPU's default, runs
-# by default (it calls the native one on the wide groups); native alone and split (~4x the compile time) are
-# heavy: the blocks are MiDaS's (hrjax.models.resnext), whose split parity runs by default in test_midas.
-@pytest.mark.parametrize("tag,grouped_impl", [("448", "packed"),
+# One input per grouped-conv formulation (hrjax.models.layers.GROUPED_IMPLS). "kernel", what "auto" runs on the
+# tests' CPU backend, runs by default; packed, native and split (~4x the compile time) are heavy: the blocks are
+# MiDaS's (hrjax.models.resnext), whose packed parity runs by default in test_midas.
+@pytest.mark.parametrize("tag,grouped_impl", [("448", "kernel"),
+                                              pytest.param("448", "packed", marks=pytest.mark.heavy),
                                               pytest.param("448", "native", marks=pytest.mark.heavy),
                                               pytest.param("320x448", "split", marks=pytest.mark.heavy)])
 def test_parity_with_reference(golden, leres_model, tag, grouped_impl):

@@ -35,7 +35,7 @@ CASES = [pytest.param("synthetic_480_R0", id="synthetic_480_R0")] + [
 @pytest.fixture(scope="module")
 def leres_models(leres_weights_dir, weights_dir):
     """LeReS (synthetic, through the converter) and the merge net from the MiDaS store, the default grouped
-    conv ("auto": packed on the tests' CPU backend, as the CLI test below)."""
+    conv ("auto": hrjax's CPU kernel on the tests' backend, as the CLI test below)."""
     return load_models(leres_weights_dir, base="leres_res101", merge_weights_dir=weights_dir)
 
 
@@ -104,7 +104,7 @@ def test_leres_pipeline_matches_reference(golden, golden_compare, leres_models, 
 
 def test_leres_through_the_cli(golden, golden_compare, leres_weights_dir, weights_dir, tmp_path):
     """``hrjax boost --model leres_res101 --mode r0 --save npy,png16``: the written float map and PNG match the
-    reference's written_float / written_png, with the CLI's default grouped convolution ("auto": packed on the
+    reference's written_float / written_png, with the CLI's default grouped convolution ("auto": kernel on the
     tests' CPU backend, conftest.auto_models)."""
     name = "synthetic_480_R0"
     gold = packed(name)

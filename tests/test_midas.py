@@ -47,11 +47,13 @@ def test_key_table_matches_manifest(golden):
     assert sum(np.prod(s) for s in rows.values()) == 105_565_929 - 104  # all but num_batches_tracked
 
 
-# Each input is checked in the default run with packed (CPU's default, which also runs in every pipeline golden
-# and calls the native one on its wide groups). The other formulations are the same convolution layer by layer
-# (test_grouped_conv_formulations_agree, tests/test_cpu_backend.py), so their whole-network runs are marked
-# heavy: "split" alone costs ~15 s of compiling per input shape (32 convolutions per grouped layer).
-@pytest.mark.parametrize("hw,grouped_impl", [("256x320", "packed"), ("384x384", "packed"),
+# Each input is checked in the default run with "kernel" (hrjax's CPU grouped convolution: what "auto" runs on
+# the tests' CPU backend, in every pipeline golden too) and 384x384 with "packed" (the CPU fallback where no C++
+# compiler builds the kernel; it calls the native one on its wide groups). The other formulations are the same
+# convolution layer by layer (tests/test_cpu_backend.py, tests/test_grouped_conv.py), so their whole-network runs
+# are marked heavy: "split" alone costs ~15 s of compiling per input shape (32 convolutions per grouped layer).
+@pytest.mark.parametrize("hw,grouped_impl", [("256x320", "kernel"), ("384x384", "kernel"), ("384x384", "packed"),
+                                             pytest.param("256x320", "packed", marks=pytest.mark.heavy),
                                              pytest.param("256x320", "split", marks=pytest.mark.heavy),
                                              pytest.param("384x384", "native", marks=pytest.mark.heavy),
                                              pytest.param("256x320", "native", marks=pytest.mark.heavy),

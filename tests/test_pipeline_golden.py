@@ -2,7 +2,7 @@
 the tolerance table of compare.py, the network calls observed at the jitted functions, and the 16-bit writer.
 
 Default run: R0 of both images, R20 of synthetic_480 and a small Final of each (README 8: 3 and 4 patches, every key of the
-Final layout), with the default grouped convolution (packed on the tests' CPU backend, conftest.auto_models). The
+Final layout), with the default grouped convolution (hrjax's CPU kernel on the tests' backend, conftest.auto_models). The
 2200-px Final cases (10 and 15 patches) are the fuller check, marked ``heavy``, with the other formulation
 ("split": 32 dense convolutions per grouped layer), so that both go through the whole pipeline."""
 

@@ -17,6 +17,7 @@ from flax import nnx
 # the settings of configure (their meaning is documented there)
 from hrjax.cpu_backend import xla_convolutions
 from hrjax.models.precision import GROUPED_IMPLS, PRECISIONS
+from hrjax.ops import grouped_conv
 from hrjax.weights.keys import Layout
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -53,7 +54,7 @@ class Conv2d(nnx.Module):
                  groups: int = 1, bias: bool = True, grouped_impl: str = "auto", precision: str = "float32"):
         if in_ch % groups or out_ch % groups:
             raise ValueError(f"channels {in_ch}->{out_ch} not divisible by groups={groups}")
-        resolve_grouped_impl(grouped_impl)  # validates
+        check_grouped_impl(grouped_impl)
         self.stride, self.padding, self.groups = stride, padding, groups
         self.grouped_impl = grouped_impl
         self.precision = precision
@@ -68,13 +69,26 @@ class Conv2d(nnx.Module):
         return y
 
 
-def resolve_grouped_impl(impl: str) -> str:
+def check_grouped_impl(impl: str) -> None:
     if impl not in GROUPED_IMPLS:
         raise ValueError(f"grouped_impl must be one of {GROUPED_IMPLS}, got {impl!r}")
+
+
+def resolve_grouped_impl(impl: str) -> str:
+    """The formulation ``impl`` stands for here (hrjax.models.precision): "auto" is "native" on accelerators and
+    on a CPU "kernel" when hrjax's grouped convolution builds (hrjax.ops.grouped_conv; the first call on a
+    machine compiles it), else "packed" when XLA, not YNNPACK, runs the convolutions (hrjax.cpu_backend), else
+    "split". "kernel" where it cannot build is an error."""
+    check_grouped_impl(impl)
+    on_cpu = jax.default_backend() == "cpu"
+    if impl == "kernel" and not (on_cpu and grouped_conv.available()):
+        raise ValueError("grouped_impl 'kernel' needs the CPU backend and a C++ compiler to build "
+                         "hrjax/ops/grouped_conv.cc (see the warning above, or choose 'packed')")
     if impl == "auto":
-        # on CPU: "packed" when XLA, not YNNPACK, runs the convolutions (hrjax.cpu_backend's measurements)
-        if jax.default_backend() != "cpu":
+        if not on_cpu:
             return "native"
+        if grouped_conv.available():
+            return "kernel"
         return "packed" if xla_convolutions() else "split"
     return impl
 
@@ -116,6 +130,11 @@ def conv2d(x: jax.Array, w: jax.Array, *, stride: int, padding: int, groups: int
                         padding=((padding, padding), (padding, padding)), feature_group_count=feature_groups)
 
     impl = "native" if groups == 1 else resolve_grouped_impl(grouped_impl)
+    if impl == "kernel":
+        # float32 arithmetic only ("tf32" is float32 on a CPU); bfloat16 and other shapes take XLA's, packed
+        if precision != "bfloat16" and grouped_conv.supported(x, w, groups):
+            return grouped_conv.grouped_conv(x, w, stride, padding, groups)
+        impl = "packed"
     if impl == "packed":
         pack = pack_factor(x.shape, w.shape, groups)
         return conv(x, block_diagonal_groups(w, groups, pack) if pack > 1 else w, groups // pack)
@@ -138,7 +157,7 @@ def configure(model: nnx.Module, *, grouped_impl: str | None = None, precision: 
     """Set the grouped-conv formulation and/or the arithmetic (:data:`PRECISIONS`) of every convolution in
     ``model`` (in place; returns it). Static attributes: split the model afterwards to get the new graphdef."""
     if grouped_impl is not None:
-        resolve_grouped_impl(grouped_impl)  # validates
+        check_grouped_impl(grouped_impl)
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     for _, module in nnx.iter_modules(model):

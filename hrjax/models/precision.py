@@ -22,6 +22,9 @@ PRECISIONS = ("float32", "tf32", "bfloat16")
 #   is faster there: MiDaS's layer1 (8 channels per group) at 96^2 20.5 -> 9.0 ms per convolution, at 192^2
 #   90 -> 42 ms; layer2 (16) at 96^2 41 -> 21 ms (measured 2026-12-07, 2-core Xeon). At 48^2 it gains nothing,
 #   and 32-channel groups (layer3, layer4) are faster as they are.
-# - "auto": "packed" on a CPU whose convolutions run on XLA's kernels (hrjax.cpu_backend), "split" on one whose
-#   run on YNNPACK, "native" on accelerators; decided when traced.
-GROUPED_IMPLS = ("auto", "native", "split", "packed")
+# - "kernel": on a CPU, hrjax's own grouped convolution (hrjax/ops/grouped_conv.cc through XLA's FFI, built on
+#   first use with the system's C++ compiler): 1.1-3x faster than XLA's on MiDaS's grouped convolutions, within
+#   ~10-60 % of torch's; float32 only (bfloat16 and other group widths fall back to "packed").
+# - "auto": on a CPU "kernel" where it builds, else "packed" when XLA's kernels run the convolutions
+#   (hrjax.cpu_backend), else "split"; "native" on accelerators; decided when traced.
+GROUPED_IMPLS = ("auto", "native", "split", "packed", "kernel")

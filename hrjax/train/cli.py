@@ -117,7 +117,7 @@ def make_merge_dataset(
     crop_size: int = typer.Option(672, "--crop-size", help="Side of the written crops"),
     max_batch: int = typer.Option(4, "--max-batch", help="Most crops per network call"),
     grouped_conv: str = typer.Option("auto", "--grouped-conv", envvar="HRJAX_GROUPED_CONV",
-                                     help="auto, native or split: as `hrjax boost --grouped-conv`"),
+                                     help="auto, native, split, packed or kernel: as `hrjax boost --grouped-conv`"),
 ):
     """Build the merge-net training set from RGB images with a base depth network."""
     from hrjax.bases import get_base
