@@ -1,7 +1,7 @@
 """MiDaS v2.1 large: one jitted forward on this machine next to the same network in PyTorch.
 
     python bench/bench_midas.py [--size 384] [--threads 2] [--repeats 3] [--golden DIR]
-                                [--grouped-impl auto|native|split ...] [--cpu-convolutions xla|ynnpack]
+                                [--grouped-impl auto|native|split|packed|kernel ...] [--cpu-convolutions xla|ynnpack]
 
 Prints the compile time (first call) and the warm time of one 1 x size x size pass in hrjax (jitted) and
 PyTorch (eager, no_grad, ``torch.set_num_threads``), with the same synthetic weights, and the max difference.

@@ -19,13 +19,15 @@ two warm calls / compile; docs/benchmarks.md, "CPU convolutions"):
 and the merge network at 1024^2 1.97 -> 1.65 s; a program's first call also loses most of its extra second
 (YNNPACK builds its kernels on a program's first run). The results differ from YNNPACK's in float32 rounding only
 (MiDaS output: 3e-6 of its range; every golden passes either way). So the command line, the benchmarks and the
-tests call :func:`use_xla_convolutions` before JAX starts, and the grouped-conv formulation "auto" picks "packed"
-on CPU when it is in effect (:func:`xla_convolutions`): "native" with ResNeXt's narrow early groups merged, faster
-than "split" at the compile time of "native" (hrjax.models.precision).
+tests call :func:`use_xla_convolutions` before JAX starts. ResNeXt's grouped convolutions run on neither: "auto"
+is hrjax's own kernel on a CPU (hrjax.ops.grouped_conv). Where that cannot be built (no C++ compiler), "auto"
+picks "packed" when the flag is in effect (:func:`xla_convolutions`): "native" with ResNeXt's narrow early groups
+merged, faster than "split" at the compile time of "native" (hrjax.models.precision).
 
 Library users get the same by calling :func:`use_xla_convolutions` before their first JAX call (or by setting the
-flag in XLA_FLAGS themselves); without it "auto" keeps "split", the faster formulation under YNNPACK. A flag the
-user already set in XLA_FLAGS is never overridden. Accelerators are unaffected (the flag is XLA:CPU's).
+flag in XLA_FLAGS themselves); without it the dense convolutions stay on YNNPACK and the kernel-less fallback of
+"auto" is "split", the faster formulation under YNNPACK. A flag the user already set in XLA_FLAGS is never
+overridden. Accelerators are unaffected (the flag is XLA:CPU's).
 """
 
 from __future__ import annotations

@@ -22,14 +22,14 @@ from hrjax.pipeline.midas_input import midas_input_size
 WHOLE = "whole image"
 PATCH_STAGES = ("patch low passes", "patch high passes", "patch double merges", "patch merges + blend")
 
-# Reference seconds on the 2-core development CPU (README "How long will it take", 2026-12-07 instance): a MiDaS
-# pass costs ~7 us per input pixel (384^2 1.07 s, 768^2 4.0 s, 768x1344 6.7-7.2 s), a merge-net pass 0.95 s; per
-# patch the medians of bench/side_by_side.py's Final runs (800x450 and 2000x1500 photos, 18 patches each: low
-# passes 19.3-19.9 s, high passes 72.0-74.2 s, 36 merges 33.4-33.5 s). The measured ratio corrects these after
-# the first chunks on another machine.
-MIDAS_S_PER_PX = 7.0e-6
+# Reference seconds on the 2-core development CPU (README "How long will it take", 2026-12-07 instance, with the
+# grouped convolutions on hrjax's CPU kernel): a MiDaS pass costs ~6.3 us per input pixel (384^2 0.91-0.95 s,
+# 768^2 3.4-3.8 s), a merge-net pass 0.95 s; per patch the medians of bench/side_by_side.py's Final runs (800x450
+# and 2000x1500 photos, 18 patches each: low passes 17.1-18.3 s, high passes 63.7-71.0 s, 36 merges
+# 32.7-36.6 s). The measured ratio corrects these after the first chunks on another machine.
+MIDAS_S_PER_PX = 6.3e-6
 MERGE_S = 0.95
-PATCH_S = dict(zip(PATCH_STAGES, (1.1, 4.1, 0.95, 0.95)))
+PATCH_S = dict(zip(PATCH_STAGES, (1.0, 3.7, 0.95, 0.95)))
 # A plan line is printed before an image estimated at LONG_S or more, and the hint to shorten it from HINT_S.
 LONG_S, HINT_S = 20.0, 120.0
 

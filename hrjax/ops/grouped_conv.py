@@ -34,9 +34,8 @@ import numpy as np
 SOURCE = Path(__file__).with_name("grouped_conv.cc")
 TARGET = "hrjax_grouped_conv"
 ENV_KERNEL_DIR = "HRJAX_KERNEL_DIR"
-# channels per group the kernel has code for (in == out); groups at least this wide pad inside the kernel
-GROUP_WIDTHS = (8, 16, 32, 64)
-COPY_WIDTH = 32
+GROUP_WIDTHS = (8, 16, 32, 64)  # channels per group the kernel has code for (as many in as out)
+COPY_WIDTH = 32  # groups this wide or wider are copied and zero-padded in the kernel; narrower ones come padded
 _BUILD_LOCK = threading.Lock()  # one build and one registration per process, whichever thread traces first
 FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-std=c++17", "-shared", "-fPIC")
 
