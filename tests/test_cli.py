@@ -172,6 +172,19 @@ def test_unavailable_device_is_a_usage_error(tmp_path, images, weights_dir):
     assert not (tmp_path / "o" / "good_a.png").exists()
 
 
+def test_a_grouped_conv_kernel_that_cannot_build_is_a_usage_error(tmp_path, images, weights_dir, monkeypatch):
+    """``--grouped-conv kernel`` where hrjax's CPU kernel cannot be built (no C++ compiler): exit 2 before any
+    image, naming the option (``auto`` would fall back to packed instead: test_grouped_conv)."""
+    from hrjax.ops import grouped_conv
+
+    monkeypatch.setattr(grouped_conv, "available", lambda: False)
+    r = invoke(["boost", images / "good_a.png", "--output", tmp_path / "o", "--weights-dir", weights_dir,
+                "--grouped-conv", "kernel", "--no-cache"])
+    assert r.exit_code == 2, r.output
+    assert "--grouped-conv kernel" in r.output and "could not be built" in r.output
+    assert not (tmp_path / "o" / "good_a.png").exists()
+
+
 def test_unavailable_device_leaves_jax_usable():
     """select_device sets jax_platforms before JAX starts; when that platform is absent it puts the setting
     back, so the same process can still start its CPU backend (it once failed every later test in the worker)."""

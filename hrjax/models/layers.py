@@ -81,9 +81,12 @@ def resolve_grouped_impl(impl: str) -> str:
     "split". "kernel" where it cannot build is an error."""
     check_grouped_impl(impl)
     on_cpu = jax.default_backend() == "cpu"
-    if impl == "kernel" and not (on_cpu and grouped_conv.available()):
-        raise ValueError("grouped_impl 'kernel' needs the CPU backend and a C++ compiler to build "
-                         "hrjax/ops/grouped_conv.cc (see the warning above, or choose 'packed')")
+    if impl == "kernel" and not on_cpu:
+        raise ValueError(f"grouped_impl 'kernel' is hrjax's CPU kernel; JAX runs on {jax.default_backend()} here "
+                         "(choose 'auto' or 'native')")
+    if impl == "kernel" and not grouped_conv.available():
+        raise ValueError("grouped_impl 'kernel': hrjax/ops/grouped_conv.cc could not be built here (see the "
+                         "warning above; choose 'auto' or 'packed')")
     if impl == "auto":
         if not on_cpu:
             return "native"

@@ -80,6 +80,11 @@ def load_run_models(weights_dir: Path, *, model: str, merge_weights_dir: Path | 
     from hrjax.pipeline.networks import load_models
     from hrjax.weights.store import WeightsError
     mesh = mesh_for(platform, local_devices)
+    from hrjax.models.layers import resolve_grouped_impl
+    try:
+        resolve_grouped_impl(grouped_impl)  # before any image: a formulation this machine cannot run
+    except ValueError as e:
+        raise UsageError(f"--grouped-conv {grouped_impl}: {e}") from None
     try:
         models = load_models(weights_dir, base=model, merge_weights_dir=merge_weights_dir,
                              precision=precision, grouped_impl=grouped_impl, mesh=mesh)
