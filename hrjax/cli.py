@@ -199,6 +199,12 @@ def info(weights_dir: Optional[Path] = WeightsDir):
     out.print(f"weights dir {wd}: {', '.join(installed) or 'none installed'}", markup=False)
     from hrjax.compile_cache import cache_dir
     out.print(f"compilation cache: {cache_dir()}", markup=False)
+    from hrjax.ops import grouped_conv
+    if jax.default_backend() == "cpu":
+        cxx = grouped_conv.compiler()
+        built = grouped_conv.library_path(cxx) if cxx and grouped_conv.available() else None
+        out.print(f"CPU grouped-conv kernel: {built or 'not available (no C++ compiler or a failed build)'}",
+                  markup=False)
 
 
 BOOST_HELP = ("Estimate high-resolution depth for images and folders of images (Boosting Monocular Depth).\n\n"

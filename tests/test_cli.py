@@ -380,6 +380,10 @@ def test_info_lists_devices_and_defaults(tmp_path):
     assert "backend cpu" in text and "device 0" in text
     assert "--max-batch 0 -> 1 per device, grouped convolutions 'kernel'" in text  # hrjax's CPU kernel
     assert "none installed" in text
+    from hrjax.ops import grouped_conv
+
+    built = grouped_conv.library_path(grouped_conv.compiler())
+    assert built.is_file() and f"CPUgrouped-convkernel:{built}" in "".join(text.split())  # a wrapped path
 
 
 def test_malloc_arena_limit_is_applied_on_glibc():
