@@ -27,21 +27,40 @@ struct Geometry {
   int64_t n, h, w, c, pad, hp, wp, kh, kw, cg, cout, cog, ho, wo, stride, groups;
 };
 
+// The target's vector registers: how many floats one holds and how many there are. Blocks are sized from these so
+// that their sums stay in registers (an AVX2 build with AVX-512's blocking would spill most of them).
+#if defined(__AVX512F__)
+constexpr int kLanes = 16, kRegisters = 32;
+#elif defined(__AVX__)
+constexpr int kLanes = 8, kRegisters = 16;
+#elif defined(__aarch64__)
+constexpr int kLanes = 4, kRegisters = 32;
+#else
+constexpr int kLanes = 4, kRegisters = 16;
+#endif
+
 // (aligned(4): loads and stores of these types may be unaligned; GCC and Clang let a vector of floats alias floats)
-typedef float V16 __attribute__((vector_size(64), aligned(4)));
-typedef float V8 __attribute__((vector_size(32), aligned(4)));
+template <int L> struct VecOf { typedef float T __attribute__((vector_size(4 * L), aligned(4))); };
 
-template <int COG> struct Vec { typedef V16 T; static constexpr int kLanes = 16; };
-template <> struct Vec<8> { typedef V8 T; static constexpr int kLanes = 8; };
+// A block's output channels: COB of a group's COG (at most 4 vectors), in vectors of at most kLanes floats; and its
+// pixels: as many sums as leave a quarter of the registers for the kernel row and the broadcast input (12 pixels x
+// 2 vectors of 32 on AVX-512, 3 x 4 of 16 on AVX2).
+template <int COG> struct Vec {
+  static constexpr int kLanes = COG < ::kLanes ? COG : ::kLanes;
+  static constexpr int kChannels = COG < 4 * kLanes ? COG : 4 * kLanes;
+  typedef typename VecOf<kLanes>::T T;
+  static constexpr int kPixels = std::clamp((kRegisters - kRegisters / 4) / (kChannels / kLanes), 1, 24);
+};
 
-// PB neighbouring output pixels of one row, the COG output channels of one group: PB x COG sums in registers,
-// acc[p] += x[p, ci] (broadcast) * w[ky, kx, ci, :]. `x` is the row's first input row at its first pixel's
-// column, `ps` floats from one input pixel to the next, `w` the group's kernel [ky][kx][ci][o].
-template <int CG, int COG, int PB>
+// PB neighbouring output pixels of one row, COB of the COG output channels of one group: PB x COB sums in
+// registers, acc[p] += x[p, ci] (broadcast) * w[ky, kx, ci, :]. `x` is the row's first input row at its first
+// pixel's column, `ps` floats from one input pixel to the next, `w` the group's kernel [ky][kx][ci][o] at the
+// block's first channel, `y` the block's first output.
+template <int CG, int COG, int COB, int PB>
 inline void Block(const Geometry& g, const float* __restrict x, int64_t ps, const float* __restrict w,
                   float* __restrict y) {
   typedef typename Vec<COG>::T VT;
-  constexpr int L = Vec<COG>::kLanes, NV = COG / L;
+  constexpr int L = Vec<COG>::kLanes, NV = COB / L;
   VT acc[PB][NV];
   for (int p = 0; p < PB; ++p)
     for (int v = 0; v < NV; ++v) acc[p][v] = VT{};
@@ -66,12 +85,12 @@ inline void Block(const Geometry& g, const float* __restrict x, int64_t ps, cons
     for (int v = 0; v < NV; ++v) *reinterpret_cast<VT*>(y + p * g.cout + v * L) = acc[p][v];
 }
 
-// Output rows oy0..oy1-1 of one group of one image. The group's kernel is first copied to a contiguous buffer,
+// Output rows oy0..oy1-1 of one group of one image, in blocks of Vec<COG> pixels and channels. The group's kernel is first copied to a contiguous buffer,
 // and so are the (zero-padded) input rows it reads when groups are 32 channels or wider: in NHWC a group's
 // channels are a short run every C floats, and with C a multiple of 1024 every pixel falls on the same L1 cache
 // sets. Narrower groups read the input in place (a copy costs about what their arithmetic does), so their input
 // comes padded already (pad == 0).
-template <int CG, int COG, int PB>
+template <int CG, int COG>
 void Rows(const Geometry& g, const float* x, const float* w, float* y, int64_t n, int64_t grp, int64_t oy0,
           int64_t oy1) {
   constexpr bool kCopyInput = CG >= 32;
@@ -98,23 +117,26 @@ void Rows(const Geometry& g, const float* x, const float* w, float* y, int64_t n
   for (int64_t oy = oy0; oy < oy1; ++oy) {
     const float* xrow = src + (oy - oy0) * g.stride * g.wp * ps;
     float* yrow = y + ((n * g.ho + oy) * g.wo) * g.cout + grp * COG;
+    constexpr int PB = Vec<COG>::kPixels, COB = Vec<COG>::kChannels;
     int64_t ox = 0;
     for (; ox + PB <= g.wo; ox += PB)
-      Block<CG, COG, PB>(g, xrow + ox * g.stride * ps, ps, wg.data(), yrow + ox * g.cout);
-    for (; ox < g.wo; ++ox) Block<CG, COG, 1>(g, xrow + ox * g.stride * ps, ps, wg.data(), yrow + ox * g.cout);
+      for (int o = 0; o < COG; o += COB)
+        Block<CG, COG, COB, PB>(g, xrow + ox * g.stride * ps, ps, wg.data() + o, yrow + ox * g.cout + o);
+    for (; ox < g.wo; ++ox)
+      for (int o = 0; o < COG; o += COB)
+        Block<CG, COG, COB, 1>(g, xrow + ox * g.stride * ps, ps, wg.data() + o, yrow + ox * g.cout + o);
   }
 }
 
 using RowsFn = void (*)(const Geometry&, const float*, const float*, float*, int64_t, int64_t, int64_t, int64_t);
 
-// Pixels per block: as many accumulators as leave registers for the kernel row (32 vector registers on AVX-512).
 RowsFn PickRows(int64_t cg, int64_t cog) {
   if (cg != cog) return nullptr;
   switch (cog) {
-    case 8: return Rows<8, 8, 24>;
-    case 16: return Rows<16, 16, 24>;
-    case 32: return Rows<32, 32, 12>;
-    case 64: return Rows<64, 64, 6>;
+    case 8: return Rows<8, 8>;
+    case 16: return Rows<16, 16>;
+    case 32: return Rows<32, 32>;
+    case 64: return Rows<64, 64>;
     default: return nullptr;
   }
 }
