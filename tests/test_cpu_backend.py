@@ -37,7 +37,7 @@ def test_the_flag_is_added_once_and_never_overrides_the_users():
     assert not xla_convolutions({})  # jaxlib's default: convolutions on YNNPACK
 
 
-def test_auto_is_packed_on_cpu_only_with_xla_convolutions(monkeypatch):
+def test_auto_is_the_kernel_else_packed_with_xla_convolutions(monkeypatch):
     """Where hrjax's grouped convolution cannot build (no compiler: test_grouped_conv), "auto" follows the flag."""
     from hrjax.ops import grouped_conv
 

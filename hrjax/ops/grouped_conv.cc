@@ -43,8 +43,8 @@ constexpr int kLanes = 4, kRegisters = 16;
 template <int L> struct VecOf { typedef float T __attribute__((vector_size(4 * L), aligned(4))); };
 
 // A block's output channels: COB of a group's COG (at most 4 vectors), in vectors of at most kLanes floats; and its
-// pixels: as many sums as leave a quarter of the registers for the kernel row and the broadcast input (12 pixels x
-// 2 vectors of 32 on AVX-512, 3 x 4 of 16 on AVX2).
+// pixels: as many sums as leave a quarter of the registers for the kernel row and the broadcast input (for groups
+// of 32 channels: 12 pixels x 2 vectors on AVX-512, 3 pixels x 4 vectors on AVX2).
 template <int COG> struct Vec {
   static constexpr int kLanes = COG < ::kLanes ? COG : ::kLanes;
   static constexpr int kChannels = COG < 4 * kLanes ? COG : 4 * kLanes;
