@@ -201,8 +201,7 @@ def info(weights_dir: Optional[Path] = WeightsDir):
     out.print(f"compilation cache: {cache_dir()}", markup=False)
     from hrjax.ops import grouped_conv
     if jax.default_backend() == "cpu":
-        cxx = grouped_conv.compiler()
-        built = grouped_conv.library_path(cxx) if cxx and grouped_conv.available() else None
+        built = grouped_conv.library()
         out.print(f"CPU grouped-conv kernel: {built or 'not available (no C++ compiler or a failed build)'}",
                   markup=False)
 

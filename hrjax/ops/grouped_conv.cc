@@ -85,11 +85,11 @@ inline void Block(const Geometry& g, const float* __restrict x, int64_t ps, cons
     for (int v = 0; v < NV; ++v) *reinterpret_cast<VT*>(y + p * g.cout + v * L) = acc[p][v];
 }
 
-// Output rows oy0..oy1-1 of one group of one image, in blocks of Vec<COG> pixels and channels. The group's kernel is first copied to a contiguous buffer,
-// and so are the (zero-padded) input rows it reads when groups are 32 channels or wider: in NHWC a group's
-// channels are a short run every C floats, and with C a multiple of 1024 every pixel falls on the same L1 cache
-// sets. Narrower groups read the input in place (a copy costs about what their arithmetic does), so their input
-// comes padded already (pad == 0).
+// Output rows oy0..oy1-1 of one group of one image, in blocks of Vec<COG> pixels and channels. The group's kernel
+// is first copied to a contiguous buffer, and so are the (zero-padded) input rows it reads when groups are 32
+// channels or wider: in NHWC a group's channels are a short run every C floats, and with C a multiple of 1024
+// every pixel falls on the same L1 cache sets. Narrower groups read the input in place (a copy costs about what
+// their arithmetic does), so their input comes padded already (pad == 0).
 template <int CG, int COG>
 void Rows(const Geometry& g, const float* x, const float* w, float* y, int64_t n, int64_t grp, int64_t oy0,
           int64_t oy1) {
@@ -114,10 +114,10 @@ void Rows(const Geometry& g, const float* x, const float* w, float* y, int64_t n
     src = x + ((n * g.hp + iy0) * g.wp) * g.c + grp * CG;
     ps = g.c;
   }
+  constexpr int PB = Vec<COG>::kPixels, COB = Vec<COG>::kChannels;
   for (int64_t oy = oy0; oy < oy1; ++oy) {
     const float* xrow = src + (oy - oy0) * g.stride * g.wp * ps;
     float* yrow = y + ((n * g.ho + oy) * g.wo) * g.cout + grp * COG;
-    constexpr int PB = Vec<COG>::kPixels, COB = Vec<COG>::kChannels;
     int64_t ox = 0;
     for (; ox + PB <= g.wo; ox += PB)
       for (int o = 0; o < COG; o += COB)

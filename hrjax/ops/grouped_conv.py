@@ -89,20 +89,25 @@ def build(cxx: str, out: Path, source: Path = SOURCE) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def available() -> bool:
-    """Whether the kernel is built (building it now if need be) and registered with XLA:CPU. Warns once and
-    returns False when there is no compiler or the build fails: callers then use XLA's convolution."""
+def library() -> Path | None:
+    """The kernel's library, built now if need be and registered with XLA:CPU; None when there is no compiler or
+    the build fails (after one warning): callers then use XLA's convolution."""
     with _BUILD_LOCK:
         return _build_and_register()
 
 
+def available() -> bool:
+    """Whether the kernel can run here (:func:`library` built and registered it)."""
+    return library() is not None
+
+
 @functools.cache  # decided once per process: XLA's registry of FFI targets is the process's
-def _build_and_register() -> bool:
+def _build_and_register() -> Path | None:
     cxx = compiler()
     if cxx is None:
         warnings.warn("no C++ compiler found ($CXX, c++, g++, clang++): grouped convolutions run on XLA:CPU's "
-                      "slower kernel", RuntimeWarning, stacklevel=4)
-        return False
+                      "slower kernel", RuntimeWarning, stacklevel=5)
+        return None
     try:
         path = library_path(cxx)
         if not path.exists():
@@ -111,9 +116,9 @@ def _build_and_register() -> bool:
         jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.HrjaxGroupedConv), platform="cpu")
     except (OSError, RuntimeError) as e:
         warnings.warn(f"hrjax's grouped convolution is not available, XLA:CPU's slower one runs instead: {e}",
-                      RuntimeWarning, stacklevel=4)
-        return False
-    return True
+                      RuntimeWarning, stacklevel=5)
+        return None
+    return path
 
 
 def supported(x: jax.Array, w: jax.Array, groups: int) -> bool:
