@@ -169,6 +169,22 @@ def test_terminal_bars_show_the_stage_and_eta():
     assert " elapsed" not in text  # the plain stage lines are for logs only
 
 
+def test_the_terminal_run_bar_is_not_over_its_estimate_once_the_run_is_done():
+    """The run bar's ETA counts down to the end estimated at the last progress call; after the last image nothing
+    is left, so the bar (drawn until the run's summary) shows no ETA rather than "over the estimate"."""
+    buf = io.StringIO()
+    clock = Clock()
+    console = Console(file=buf, width=120, force_terminal=True, color_system=None)
+    rep = Reporter(console, total=1, every=5.0, clock=clock)
+    with rep:
+        _run_image(rep, clock, _plan(), slowness=0.5, compile_s=0.0)  # quicker than estimated: an ETA was left
+        clock.t += 3600
+        rep._progress.refresh()
+        text = buf.getvalue()
+    assert "done [1/1] photo" in text and "1/1" in text
+    assert "over the estimate" not in text, text
+
+
 def test_a_long_silent_stage_gets_a_heartbeat_line():
     """The whole-image passes make no progress call for minutes: the reporter's ticker (here called by hand,
     the thread calls it every few seconds) prints the stage again after a minute of silence, ETA counted down."""

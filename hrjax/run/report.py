@@ -206,8 +206,10 @@ class Reporter:
                                    f"{rec.n_patches} patches, {fmt_seconds(rec.timings.get('wall', 0.0))}",
                                    highlight=False, soft_wrap=True)
         if self._progress is not None:
+            # the run's end was estimated during this image; the next image's stages estimate it again, and after
+            # the last one nothing is left (no ETA, not "over the estimate")
             self._progress.advance(self._task)
-            self._progress.update(self._task, count=f"{self._i + 1}/{self.total}")
+            self._progress.update(self._task, count=f"{self._i + 1}/{self.total}", end=None)
             if self._image_task is not None:
                 self._progress.remove_task(self._image_task)
                 self._image_task = None
